@@ -1,0 +1,1 @@
+"""ITSR: reproduction of an anomaly-detection paper on MNIST and Fashion-MNIST."""

@@ -1,0 +1,58 @@
+"""Start-up checks of a composed config: a wrong value fails here, before any data or training."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+KNOWN_DATASETS = ("mnist", "fmnist")
+KNOWN_MODELS = ("ae", "aae", "itsr")
+ALPHA_RANGE = "[0, 0.5)"
+
+
+class ConfigError(ValueError):
+    """A config value is out of range; the message names the key and what is allowed."""
+
+
+def _positive_int(cfg: DictConfig, key: str) -> None:
+    value = cfg
+    for part in key.split("."):
+        value = value[part]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+
+
+def validate(cfg: DictConfig) -> None:
+    ds = cfg.dataset
+    if ds.name not in KNOWN_DATASETS:
+        raise ConfigError(f"dataset.name must be one of {KNOWN_DATASETS}, got {ds.name!r}")
+    for key in ("normal_class", "anomaly_class"):
+        if not isinstance(ds[key], int) or not 0 <= ds[key] < ds.num_classes:
+            raise ConfigError(
+                f"dataset.{key} must be a class index in 0..{ds.num_classes - 1} "
+                f"({', '.join(ds.class_names)}), got {ds[key]!r}"
+            )
+    if ds.normal_class == ds.anomaly_class:
+        raise ConfigError(
+            f"dataset.normal_class and dataset.anomaly_class must differ, both are {ds.normal_class}"
+        )
+    if not isinstance(cfg.alpha, (int, float)) or not 0.0 <= cfg.alpha < 0.5:
+        raise ConfigError(f"alpha must lie in {ALPHA_RANGE}, got {cfg.alpha!r}")
+    if cfg.model.name not in KNOWN_MODELS:
+        raise ConfigError(f"model.name must be one of {KNOWN_MODELS}, got {cfg.model.name!r}")
+    for key in ("batch_size", "score_batch_size", "curves.every_n_epochs", "checkpoint.every_n_epochs"):
+        _positive_int(cfg, key)
+    if cfg.model.get("refinement") is None:
+        _positive_int(cfg, "model.max_epochs")
+    else:
+        for key in ("pretrain_epochs", "rounds", "round_epochs", "retrain_epochs"):
+            _positive_int(cfg, f"model.refinement.{key}")
+        ref = cfg.model.refinement
+        if not 0.0 < ref.nu <= 1.0:
+            raise ConfigError(f"model.refinement.nu must lie in (0, 1], got {ref.nu}")
+        if ref.w_anomaly >= 0:
+            raise ConfigError(f"model.refinement.w_anomaly must be < 0 (Sec. 4.2), got {ref.w_anomaly}")
+    for key in ("rec_percentile", "lik_percentile"):
+        if not 0.0 <= cfg.scoring[key] <= 100.0:
+            raise ConfigError(f"scoring.{key} must lie in [0, 100], got {cfg.scoring[key]}")
+    if cfg.threads is not None:
+        _positive_int(cfg, "threads")

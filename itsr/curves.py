@@ -1,0 +1,67 @@
+"""Training curves (Figs. 1 and 4): every N epochs, the reconstruction error of normal vs anomalous
+training images and the test metrics under the thresholds of that moment."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from itsr.evaluation import error_by_group, evaluate
+from itsr.io import write_csv_atomic
+
+
+class TrainingCurves(pl.Callback):
+    """Appends one row per evaluation to `curves.csv` in the run directory.
+
+    Rows live in the callback's state, so a resumed run rewrites the same file with no gap and no
+    duplicate. The labels are read for these curves only, never by training.
+    """
+
+    def __init__(
+        self,
+        every_n_epochs: int,
+        path: str | Path,
+        score_batch_size: int,
+        rec_percentile: float,
+        lik_percentile: float,
+        phase_of_epoch: Callable[[int], str] | None = None,
+    ):
+        if every_n_epochs < 1:
+            raise ValueError(f"curves.every_n_epochs must be >= 1, got {every_n_epochs}")
+        self.every_n_epochs = every_n_epochs
+        self.path = Path(path)
+        self.score_batch_size = score_batch_size
+        self.rec_percentile = rec_percentile
+        self.lik_percentile = lik_percentile
+        self.phase_of_epoch = phase_of_epoch
+        self.rows: list[dict] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        completed = trainer.current_epoch + 1
+        if completed % self.every_n_epochs and completed != trainer.max_epochs and completed != 1:
+            return
+        dm = trainer.datamodule
+        result = evaluate(pl_module, dm, self.score_batch_size, self.rec_percentile, self.lik_percentile)
+        row: dict = {"epoch": completed}
+        if self.phase_of_epoch is not None:
+            row["phase"] = self.phase_of_epoch(trainer.current_epoch)
+        row |= error_by_group(result.scores["train"]["rec_error"], dm.train.is_anomaly)
+        for split, by_criterion in result.metrics.items():
+            for criterion, values in by_criterion.items():
+                for metric in ("tpr", "tnr", "bacc", "auroc"):
+                    row[f"{split}_{criterion}_{metric}"] = values[metric]
+        self.rows.append(row)
+        write_csv_atomic(self.path, self.rows)
+        if pl_module.logger is not None:
+            pl_module.logger.log_metrics(
+                {f"curves/{k}": v for k, v in row.items() if isinstance(v, float) and v == v},
+                step=completed,
+            )
+
+    def state_dict(self) -> dict:
+        return {"rows": list(self.rows)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows = list(state_dict["rows"])

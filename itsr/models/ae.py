@@ -1,0 +1,40 @@
+"""The conventional autoencoder baseline (Sec. 3, 5), trained with automatic optimization."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from itsr.models.base import AnomalyModel, check_finite, weighted_mean
+from itsr.nets import Decoder, Encoder
+from itsr.scoring import reconstruction_error
+
+
+class AutoencoderModule(AnomalyModel):
+    """784-1000-1000-32 encoder, mirrored decoder; scored by reconstruction error only."""
+
+    has_likelihood = False
+
+    def __init__(
+        self,
+        input_dim: int,
+        hidden: Sequence[int],
+        latent_dim: int,
+        lr: float,
+        betas: Sequence[float],
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.encoder = Encoder(input_dim, hidden, latent_dim, batch_norm=False)
+        self.decoder = Decoder(latent_dim, list(reversed(hidden)), input_dim)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, w = batch["x"], batch["weight"]
+        loss = weighted_mean(reconstruction_error(x, self(x)), w)
+        check_finite(loss, "reconstruction", self.current_epoch)
+        self.log("loss/reconstruction", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))

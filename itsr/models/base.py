@@ -1,0 +1,87 @@
+"""What every anomaly model shares: encode, decode, score, and the weighted losses."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from itsr.scoring import reconstruction_error, standard_normal_log_likelihood
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; training stops and keeps its last good checkpoint."""
+
+
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum_i w_i * v_i over the samples that count (w_i != 0), divided by their number.
+
+    The paper's L_w = sum_i w_i L_i (Sec. 4.2), scaled per batch. Dividing by the number of
+    weighted samples (not the batch size) makes a weight of 0 remove a sample exactly: the loss
+    and its gradient equal those of the batch without it.
+    """
+    counted = (weights != 0).sum().clamp(min=1)
+    return (weights * values).sum() / counted
+
+
+def generator_loss_per_sample(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Encoder's adversarial loss per sample, carrying the sample's weight (Sec. 4.2).
+
+    w >= 0: w * BCE(D(z), prior), the usual non-saturating "fool the discriminator" term.
+    w < 0: |w| * BCE(D(z), code), pushing a retraining candidate's code *out of* the prior's mass.
+    Writing the negative case as a positive loss towards the other label keeps it bounded below;
+    -w * BCE(D(z), prior) would diverge to minus infinity as D(z) -> 0.
+    """
+    toward_prior = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
+    away_from_prior = F.binary_cross_entropy_with_logits(
+        logits, torch.zeros_like(logits), reduction="none"
+    )
+    return torch.where(weights >= 0, weights * toward_prior, -weights * away_from_prior)
+
+
+def check_finite(loss: torch.Tensor, step: str, epoch: int) -> None:
+    if not bool(torch.isfinite(loss)):
+        raise NonFiniteLossError(
+            f"the {step} loss became {float(loss)} at epoch {epoch}; training stopped, the last "
+            "checkpoint in the run directory is the last good state. Lower the learning rates "
+            "(model.optim.*) or check the input data for NaNs."
+        )
+
+
+class AnomalyModel(pl.LightningModule):
+    """Encoder + decoder; subclasses add training. has_likelihood: the code has a prior."""
+
+    has_likelihood = False
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+    @torch.no_grad()
+    def score(self, x: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
+        """Per-sample rec_error, code and (with a prior) log_likelihood, in eval mode, on CPU.
+
+        Eval mode makes batch norm use its running statistics, so a sample's score does not depend
+        on the batch it is scored with.
+        """
+        was_training = self.training
+        self.eval()
+        parts: dict[str, list[torch.Tensor]] = {"rec_error": [], "code": []}
+        if self.has_likelihood:
+            parts["log_likelihood"] = []
+        try:
+            for chunk in torch.split(x, batch_size):
+                chunk = chunk.to(self.device, non_blocking=True)
+                z = self.encoder(chunk)
+                parts["rec_error"].append(reconstruction_error(chunk.flatten(1), self.decoder(z)).cpu())
+                parts["code"].append(z.cpu())
+                if self.has_likelihood:
+                    parts["log_likelihood"].append(standard_normal_log_likelihood(z).cpu())
+        finally:
+            self.train(was_training)
+        return {k: torch.cat(v) for k, v in parts.items()}

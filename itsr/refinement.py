@@ -1,0 +1,244 @@
+"""ITSR's iterative training set refinement (Sec. 4.2) as a Lightning Callback.
+
+Phases, scheduled by epoch (never by global_step, which counts every optimizer step):
+  pretraining   epochs [0, P): all w_i = 1;
+  refinement    after epoch P + k*R (k = 0..d-1): a one-class SVM on the latent codes flags
+                candidates, they join A (which only grows), w_i = 0 for A; R epochs on the rest;
+  retraining    after epoch P + d*R: T_retrain = p80 of the candidates' reconstruction errors,
+                w_i = w_anomaly < 0 for candidates above it, 0 for the others in A.
+The candidate set, the round counter, the phase and the diagnostics live in the callback's
+state_dict; the weights live in the DataModule's. Both go into checkpoints, so a resumed run
+continues with the same A, weights and phase.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from sklearn.svm import OneClassSVM
+
+log = logging.getLogger(__name__)
+
+PHASES = ("pretraining", "refinement", "retraining")
+FIT_ON = ("remaining", "all")
+
+
+@dataclass(frozen=True)
+class RefinementSchedule:
+    pretrain_epochs: int
+    rounds: int
+    round_epochs: int
+    retrain_epochs: int
+
+    def __post_init__(self) -> None:
+        for key in ("pretrain_epochs", "rounds", "round_epochs", "retrain_epochs"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"model.refinement.{key} must be >= 1, got {getattr(self, key)}")
+
+    @property
+    def retrain_start(self) -> int:
+        return self.pretrain_epochs + self.rounds * self.round_epochs
+
+    @property
+    def total_epochs(self) -> int:
+        return self.retrain_start + self.retrain_epochs
+
+    def detection_round_after(self, completed_epochs: int) -> int | None:
+        """The round (1-based) that starts once this many epochs are done, else None."""
+        offset = completed_epochs - self.pretrain_epochs
+        if offset < 0 or offset % self.round_epochs or offset // self.round_epochs >= self.rounds:
+            return None
+        return offset // self.round_epochs + 1
+
+    def phase_of_epoch(self, epoch: int) -> str:
+        """Phase that a (0-based) epoch trains in."""
+        if epoch < self.pretrain_epochs:
+            return "pretraining"
+        return "refinement" if epoch < self.retrain_start else "retraining"
+
+
+def detect_candidates(
+    codes: np.ndarray,
+    candidates: np.ndarray,
+    nu: float,
+    kernel: str = "rbf",
+    gamma: str | float = "scale",
+    fit_on: str = "remaining",
+) -> np.ndarray:
+    """New candidates: the one-class SVM's outliers among the codes, not yet in A.
+
+    fit_on="remaining" (our default) fits and predicts on the codes still outside A, so each round
+    looks for new outliers among the samples still trained on; "all" refits on every code.
+    """
+    if fit_on not in FIT_ON:
+        raise ValueError(f"model.refinement.fit_on must be one of {FIT_ON}, got {fit_on!r}")
+    pool = np.flatnonzero(~candidates) if fit_on == "remaining" else np.arange(len(codes))
+    svm = OneClassSVM(kernel=kernel, nu=nu, gamma=gamma).fit(codes[pool])
+    outliers = pool[svm.predict(codes[pool]) == -1]
+    new = np.zeros(len(codes), dtype=bool)
+    new[outliers] = True
+    return new & ~candidates
+
+
+def retraining_weights(
+    rec_error: np.ndarray, candidates: np.ndarray, percentile: float, w_anomaly: float
+) -> tuple[np.ndarray, float]:
+    """Weights for retraining and T_retrain (Sec. 4.2).
+
+    Outside A: 1. In A: w_anomaly where the reconstruction error exceeds T_retrain, the given
+    percentile of the errors within A, else 0 (likely false positives, left out).
+    """
+    if w_anomaly >= 0:
+        raise ValueError(f"model.refinement.w_anomaly must be < 0 for retraining, got {w_anomaly}")
+    weights = np.ones(len(rec_error), dtype=np.float32)
+    if not candidates.any():
+        return weights, float("nan")
+    t_retrain = float(np.percentile(rec_error[candidates], percentile))
+    weights[candidates] = np.where(rec_error[candidates] > t_retrain, w_anomaly, 0.0)
+    return weights, t_retrain
+
+
+def candidate_quality(candidates: np.ndarray, is_anomaly: np.ndarray) -> dict[str, float | int]:
+    """How well A matches the planted anomalies (labels used for logging only)."""
+    n_candidates = int(candidates.sum())
+    hits = int((candidates & is_anomaly).sum())
+    n_anomalies = int(is_anomaly.sum())
+    return {
+        "n_candidates": n_candidates,
+        "n_true_anomalies_in_candidates": hits,
+        "precision": hits / n_candidates if n_candidates else float("nan"),
+        "recall": hits / n_anomalies if n_anomalies else float("nan"),
+    }
+
+
+class ITSRRefinement(pl.Callback):
+    """Runs detection + refinement rounds and the switch to retraining at epoch boundaries."""
+
+    def __init__(
+        self,
+        pretrain_epochs: int,
+        rounds: int,
+        round_epochs: int,
+        retrain_epochs: int,
+        nu: float,
+        kernel: str,
+        gamma: str | float,
+        fit_on: str,
+        retrain_percentile: float,
+        w_anomaly: float,
+        score_batch_size: int,
+    ):
+        if not 0.0 < nu <= 1.0:
+            raise ValueError(f"model.refinement.nu must lie in (0, 1], got {nu}")
+        if w_anomaly >= 0:
+            raise ValueError(f"model.refinement.w_anomaly must be < 0, got {w_anomaly}")
+        if not 0.0 <= retrain_percentile <= 100.0:
+            raise ValueError(
+                f"model.refinement.retrain_percentile must lie in [0, 100], got {retrain_percentile}"
+            )
+        if fit_on not in FIT_ON:
+            raise ValueError(f"model.refinement.fit_on must be one of {FIT_ON}, got {fit_on!r}")
+        self.schedule = RefinementSchedule(pretrain_epochs, rounds, round_epochs, retrain_epochs)
+        self.nu, self.kernel, self.gamma, self.fit_on = nu, kernel, gamma, fit_on
+        self.retrain_percentile = retrain_percentile
+        self.w_anomaly = w_anomaly
+        self.score_batch_size = score_batch_size
+        self.candidates: np.ndarray | None = None
+        self.rounds_done = 0
+        self.stopped_early = False
+        self.phase = "pretraining"
+        self.history: list[dict] = []
+        self.retraining: dict = {}
+
+    # Lightning hooks -------------------------------------------------------------------------
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.max_epochs != self.schedule.total_epochs:
+            raise ValueError(
+                f"trainer.max_epochs={trainer.max_epochs} but the ITSR schedule needs "
+                f"{self.schedule.total_epochs} epochs (pretraining + rounds x round epochs + "
+                "retraining); set max_epochs from the schedule"
+            )
+        if self.candidates is None:
+            self.candidates = np.zeros(len(trainer.datamodule.train), dtype=bool)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        completed = trainer.current_epoch + 1
+        round_ = self.schedule.detection_round_after(completed)
+        if round_ is not None and not self.stopped_early:
+            self._refine(trainer, pl_module, round_, completed)
+        elif completed == self.schedule.retrain_start:
+            self._start_retraining(trainer, pl_module, completed)
+
+    def state_dict(self) -> dict:
+        return {
+            "candidates": None if self.candidates is None else torch.from_numpy(self.candidates.copy()),
+            "rounds_done": self.rounds_done,
+            "stopped_early": self.stopped_early,
+            "phase": self.phase,
+            "history": list(self.history),
+            "retraining": dict(self.retraining),
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        candidates = state_dict["candidates"]
+        self.candidates = None if candidates is None else candidates.numpy().astype(bool)
+        self.rounds_done = int(state_dict["rounds_done"])
+        self.stopped_early = bool(state_dict["stopped_early"])
+        self.phase = str(state_dict["phase"])
+        self.history = list(state_dict["history"])
+        self.retraining = dict(state_dict["retraining"])
+
+    # The three phases ---------------------------------------------------------------------
+    def _refine(self, trainer: pl.Trainer, pl_module, round_: int, completed: int) -> None:
+        dm = trainer.datamodule
+        scores = pl_module.score(dm.train.x, self.score_batch_size)
+        codes = scores["code"].double().numpy()
+        if not np.isfinite(codes).all():
+            raise FloatingPointError(f"latent codes contain NaN or inf before refinement round {round_}")
+        new = detect_candidates(codes, self.candidates, self.nu, self.kernel, self.gamma, self.fit_on)
+        grown = self.candidates | new
+        if grown.all():
+            log.warning(
+                "refinement round %d would leave no sample with weight 1; refinement stops here "
+                "(lower model.refinement.nu)", round_
+            )
+            self.stopped_early = True
+            return
+        self.candidates = grown
+        self.rounds_done = round_
+        self.phase = "refinement"
+        dm.set_sample_weights(torch.from_numpy((~grown).astype(np.float32)))
+        is_anomaly = dm.train.is_anomaly.numpy()
+        row = {"round": round_, "epoch": completed, "n_new": int(new.sum())}
+        row |= candidate_quality(grown, is_anomaly)
+        self.history.append(row)
+        log.info("ITSR round %d: %s", round_, row)
+        self._log(pl_module, {f"refinement/{k}": v for k, v in row.items()})
+
+    def _start_retraining(self, trainer: pl.Trainer, pl_module, completed: int) -> None:
+        dm = trainer.datamodule
+        rec_error = pl_module.score(dm.train.x, self.score_batch_size)["rec_error"].double().numpy()
+        weights, t_retrain = retraining_weights(
+            rec_error, self.candidates, self.retrain_percentile, self.w_anomaly
+        )
+        dm.set_sample_weights(torch.from_numpy(weights))
+        self.phase = "retraining"
+        negative = weights < 0
+        self.retraining = {
+            "epoch": completed,
+            "t_retrain": t_retrain,
+            "n_negative": int(negative.sum()),
+            "n_true_anomalies_negative": int((negative & dm.train.is_anomaly.numpy()).sum()),
+        }
+        log.info("ITSR retraining starts: %s", self.retraining)
+        self._log(pl_module, {f"retraining/{k}": v for k, v in self.retraining.items()})
+
+    @staticmethod
+    def _log(pl_module: pl.LightningModule, values: dict) -> None:
+        if pl_module.logger is not None:
+            clean = {k: float(v) for k, v in values.items() if v == v}  # drop NaN
+            pl_module.logger.log_metrics(clean, step=pl_module.current_epoch)

@@ -1,0 +1,237 @@
+"""Hydra entry point: compose, build, fit, score, write results into the run directory.
+
+    python -m itsr.run                                   # ITSR on MNIST 0 vs 2, alpha = 5%, paper epochs
+    python -m itsr.run experiment=quick                  # the same, short (minutes on 2 cores)
+    python -m itsr.run -m dataset=mnist,fmnist alpha=0.05,0.01,0.001   # a grid, one directory per job
+
+A run directory holds metrics.json, test_scores.csv, curves.csv, (ITSR) refinement.csv, figures
+and checkpoints/. metrics.json is written last and atomically: if it exists, the run finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from itsr.config import validate
+from itsr.curves import TrainingCurves
+from itsr.data.datamodule import AnomalyDataModule
+from itsr.evaluation import Evaluation, error_by_group, evaluate
+from itsr.figures import latent_scatter, score_scatter, training_error_histogram
+from itsr.io import write_bytes_atomic, write_csv_atomic, write_json_atomic
+from itsr.refinement import ITSRRefinement
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+METRICS_FORMAT = 1  # bump when the layout of metrics.json changes; the report checks it
+LAST_CHECKPOINT = "last"
+
+
+def available_cores() -> int:
+    """Cores this job owns: SLURM's allocation inside a SLURM job, else the process's CPU set."""
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK")
+    if slurm and slurm.isdigit():
+        return int(slurm)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def build_datamodule(cfg: DictConfig) -> AnomalyDataModule:
+    return AnomalyDataModule(
+        name=cfg.dataset.name,
+        normal_class=cfg.dataset.normal_class,
+        anomaly_class=cfg.dataset.anomaly_class,
+        alpha=cfg.alpha,
+        seed=cfg.seed,
+        data_dir=cfg.data_dir,
+        batch_size=cfg.batch_size,
+        eval_batch_size=cfg.score_batch_size,
+        download=cfg.download,
+    )
+
+
+def build_refinement(cfg: DictConfig) -> ITSRRefinement | None:
+    ref = cfg.model.get("refinement")
+    if ref is None:
+        return None
+    return ITSRRefinement(**OmegaConf.to_container(ref, resolve=True), score_batch_size=cfg.score_batch_size)
+
+
+def _nan_to_none(obj):
+    """JSON has no NaN: an undefined metric (e.g. no positives in a split) is written as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
+def write_test_scores(path: Path, result: Evaluation, dm: AnomalyDataModule) -> None:
+    """Per-sample test scores: anyone can re-threshold or recompute every metric from them."""
+    columns = ["split", "label", "anomaly", "rec_error"]
+    has_lik = "log_likelihood" in result.scores["train"]
+    if has_lik:
+        columns.append("log_likelihood")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for split, images in dm.test.items():
+        scores = result.scores[split]
+        rows = zip(
+            images.labels.tolist(),
+            images.is_anomaly.int().tolist(),
+            scores["rec_error"].tolist(),
+            scores["log_likelihood"].tolist() if has_lik else [None] * len(images),
+        )
+        for label, anomaly, rec, lik in rows:
+            writer.writerow([split, label, anomaly, repr(rec)] + ([repr(lik)] if has_lik else []))
+    write_bytes_atomic(path, buffer.getvalue().encode())
+
+
+def write_figures(run_dir: Path, cfg: DictConfig, result: Evaluation, dm: AnomalyDataModule) -> None:
+    setting = f"{cfg.model.name.upper()}, {cfg.dataset.setting}, alpha={cfg.alpha}"
+    train = result.scores["train"]
+    training_error_histogram(train["rec_error"], dm.train.is_anomaly, f"Training errors: {setting}", run_dir / "train_errors.png")
+    if "log_likelihood" in train:
+        observed = result.scores["observed"]
+        score_scatter(
+            observed["rec_error"], observed["log_likelihood"], dm.test["observed"].is_anomaly,
+            result.thresholds.t_rec, result.thresholds.t_prior,
+            f"Observed test split: {setting}", run_dir / "test_scores_scatter.png",
+        )
+        latent_scatter(train["code"], dm.train.is_anomaly, f"Training codes: {setting}", run_dir / "latent.png")
+
+
+def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
+    if ckpt_path is None:
+        return None
+    path = run_dir / "checkpoints" / "last.ckpt" if ckpt_path == LAST_CHECKPOINT else Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"ckpt_path={ckpt_path!r}: no checkpoint at {path}. To resume a run, start it again in its "
+            "own directory (hydra.run.dir=<that run dir>) with ckpt_path=last, or give a .ckpt path."
+        )
+    return str(path)
+
+
+def train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict:
+    """One run, from a composed config to metrics.json in run_dir; returns the metrics."""
+    validate(cfg)
+    started = time.time()
+    torch.set_num_threads(cfg.threads or available_cores())
+    pl.seed_everything(cfg.seed, workers=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    dm = build_datamodule(cfg)
+    dm.prepare_data()
+    dm.setup("fit")
+    module = instantiate(cfg.model.module, input_dim=dm.input_dim)
+    refinement = build_refinement(cfg)
+    max_epochs = refinement.schedule.total_epochs if refinement else cfg.model.max_epochs
+
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="epoch{epoch}",
+        auto_insert_metric_name=False,
+        every_n_epochs=cfg.checkpoint.every_n_epochs,
+        save_top_k=0,
+        save_last=True,
+    )
+    curves = TrainingCurves(
+        every_n_epochs=cfg.curves.every_n_epochs,
+        path=run_dir / "curves.csv",
+        score_batch_size=cfg.score_batch_size,
+        rec_percentile=cfg.scoring.rec_percentile,
+        lik_percentile=cfg.scoring.lik_percentile,
+        phase_of_epoch=refinement.schedule.phase_of_epoch if refinement else None,
+    )
+    callbacks = [c for c in (refinement, curves, checkpoints) if c is not None]
+    logger = instantiate(cfg.logger, save_dir=str(run_dir))
+    trainer = pl.Trainer(
+        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        max_epochs=max_epochs,
+        callbacks=callbacks,
+        logger=logger,
+        default_root_dir=str(run_dir),
+    )
+    trainer.fit(module, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, run_dir))
+
+    result = evaluate(module, dm, cfg.score_batch_size, cfg.scoring.rec_percentile, cfg.scoring.lik_percentile)
+    write_test_scores(run_dir / "test_scores.csv", result, dm)
+    write_figures(run_dir, cfg, result, dm)
+    metrics = {
+        "format_version": METRICS_FORMAT,
+        "config": {
+            "dataset": cfg.dataset.name,
+            "setting": cfg.dataset.setting,
+            "normal_class": cfg.dataset.normal_class,
+            "anomaly_class": cfg.dataset.anomaly_class,
+            "alpha": cfg.alpha,
+            "seed": cfg.seed,
+            "model": cfg.model.name,
+            "epochs": max_epochs,
+            "batch_size": cfg.batch_size,
+        },
+        "n_train": len(dm.train),
+        "n_train_anomalies": dm.n_train_anomalies,
+        "thresholds": {"t_rec": result.thresholds.t_rec, "t_prior": result.thresholds.t_prior},
+        "metrics": result.metrics,
+        "train_errors": error_by_group(result.scores["train"]["rec_error"], dm.train.is_anomaly),
+        "wall_time_s": round(time.time() - started, 1),
+        "device": str(module.device),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if refinement is not None:
+        metrics["config"]["schedule"] = refinement.schedule.__dict__
+        metrics["refinement"] = refinement.history
+        metrics["retraining"] = refinement.retraining
+        write_csv_atomic(run_dir / "refinement.csv", refinement.history)
+    metrics = _nan_to_none(metrics)
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def results_table(metrics: dict) -> str:
+    """A small console table; reports are built from metrics.json, never from this text."""
+    lines = [f"{'split':<11} {'criterion':<9} {'TPR':>6} {'TNR':>6} {'BACC':>6} {'AUROC':>6} {'AP':>6}"]
+    for split, by_criterion in metrics["metrics"].items():
+        for criterion, m in by_criterion.items():
+            cells = " ".join(f"{m[k]:6.3f}" if m[k] is not None else "   n/a" for k in ("tpr", "tnr", "bacc", "auroc", "ap"))
+            lines.append(f"{split:<11} {criterion:<9} {cells}")
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    metrics = train_and_evaluate(cfg, run_dir)
+    print(f"\n{cfg.model.name} on {cfg.dataset.setting}, alpha={cfg.alpha}, seed={cfg.seed}")
+    print(results_table(metrics))
+    if metrics.get("refinement"):
+        last = metrics["refinement"][-1]
+        print(
+            f"ITSR candidates after round {last['round']}: {last['n_candidates']}, of which "
+            f"{last['n_true_anomalies_in_candidates']} of {metrics['n_train_anomalies']} planted anomalies "
+            f"(precision {last['precision']:.2f}, recall {last['recall']:.2f})"
+        )
+    print(f"run directory: {run_dir}")
+    return metrics["metrics"]["observed"][list(metrics["metrics"]["observed"])[-1]]["bacc"]
+
+
+if __name__ == "__main__":
+    main()
