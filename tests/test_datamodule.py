@@ -1,0 +1,68 @@
+"""The weighted DataModule: the sampler honours weights, batches carry them, state round-trips."""
+
+from __future__ import annotations
+
+import torch
+
+from itsr.data.datamodule import NonZeroWeightBatchSampler
+
+
+def test_sampler_never_draws_zero_weights_and_draws_every_other_sample_once() -> None:
+    weights = torch.ones(103)
+    weights[[3, 50, 77]] = 0
+    weights[[10, 11]] = -1.0  # retraining candidates are drawn (and pushed away)
+    sampler = NonZeroWeightBatchSampler(weights, batch_size=10, seed=0)
+    drawn = torch.cat(list(sampler))
+    assert sorted(drawn.tolist()) == [i for i in range(103) if i not in (3, 50, 77)]
+
+
+def test_sampler_reads_weights_when_an_epoch_starts() -> None:
+    weights = torch.ones(20)
+    sampler = NonZeroWeightBatchSampler(weights, batch_size=4, seed=0)
+    assert sum(len(b) for b in sampler) == 20
+    weights[:5] = 0  # what the refinement callback does, in place
+    assert sorted(torch.cat(list(sampler)).tolist()) == list(range(5, 20))
+
+
+def test_permutation_depends_on_seed_and_epoch_only() -> None:
+    w = torch.ones(50)
+    a, b = NonZeroWeightBatchSampler(w, 8, seed=3), NonZeroWeightBatchSampler(w, 8, seed=3)
+    a.set_epoch(4)
+    b.set_epoch(4)
+    assert torch.equal(torch.cat(list(a)), torch.cat(list(b)))
+    b.set_epoch(5)
+    assert not torch.equal(torch.cat(list(a)), torch.cat(list(b)))
+
+
+def test_a_single_sample_tail_is_folded_into_the_previous_batch() -> None:
+    batches = list(NonZeroWeightBatchSampler(torch.ones(9), batch_size=4, seed=0))
+    assert [len(b) for b in batches] == [4, 5]
+
+
+def test_batches_carry_images_weights_and_indices_but_no_labels(toy_datamodule) -> None:
+    dm = toy_datamodule
+    w = torch.ones(len(dm.train))
+    w[:7] = 0
+    w[7] = -2.0
+    dm.set_sample_weights(w)
+    seen = []
+    for batch in dm.train_dataloader():
+        assert set(batch) == {"x", "weight", "index"}
+        assert torch.equal(batch["x"], dm.train.x[batch["index"]])
+        assert torch.equal(batch["weight"], w[batch["index"]])
+        seen.append(batch["index"])
+    seen = torch.cat(seen)
+    assert not set(range(7)) & set(seen.tolist())
+    assert len(seen) == len(dm.train) - 7
+
+
+def test_weights_survive_a_state_dict_round_trip_even_before_setup(toy_datamodule) -> None:
+    from itsr.data.datamodule import TensorDataModule
+
+    w = torch.linspace(-1, 1, len(toy_datamodule.train))
+    toy_datamodule.set_sample_weights(w)
+    state = toy_datamodule.state_dict()
+    fresh = TensorDataModule(toy_datamodule.train, toy_datamodule.test, batch_size=32, seed=0)
+    fresh.load_state_dict(state)  # Lightning may restore before setup()
+    fresh.setup()
+    assert torch.equal(fresh.sample_weights, w)

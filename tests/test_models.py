@@ -1,0 +1,122 @@
+"""The LightningModules: step isolation, sample weights in the losses, NaN guard."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from itsr.data.datamodule import LabelledImages, TensorDataModule
+from itsr.models import AdversarialAutoencoderModule, AutoencoderModule, NonFiniteLossError
+from itsr.models.base import weighted_mean
+from itsr.scoring import reconstruction_error
+
+
+def tiny_ae(dim: int = 16) -> AutoencoderModule:
+    return AutoencoderModule(input_dim=dim, hidden=[24, 24], latent_dim=4, lr=1e-2, betas=[0.9, 0.999])
+
+
+def tiny_aae(dim: int = 16) -> AdversarialAutoencoderModule:
+    return AdversarialAutoencoderModule(
+        input_dim=dim, hidden=[24, 24], latent_dim=2, disc_hidden=[24, 24],
+        lr_reconstruction=1e-3, lr_discriminator=1e-3, lr_generator=1e-3,
+        betas_reconstruction=[0.9, 0.999], betas_adversarial=[0.5, 0.999],
+    )
+
+
+def trainer(**kwargs) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, **kwargs,
+    )
+
+
+class StepRecorder(pl.Callback):
+    """Wraps each optimizer's step to record which parameters that step changed."""
+
+    def __init__(self):
+        self.changed: list[set[str]] = []
+
+    def on_train_start(self, trainer, pl_module):
+        for opt in trainer.optimizers:
+            inner = opt.step
+
+            def step(*args, _inner=inner, **kwargs):
+                before = {n: p.detach().clone() for n, p in pl_module.named_parameters()}
+                out = _inner(*args, **kwargs)
+                self.changed.append(
+                    {n for n, p in pl_module.named_parameters() if not torch.equal(before[n], p)}
+                )
+                return out
+
+            opt.step = step
+
+
+def test_each_aae_step_changes_only_its_own_optimizers_parameters(toy_datamodule) -> None:
+    module = tiny_aae()
+    recorder = StepRecorder()
+    trainer(max_epochs=1, limit_train_batches=2, callbacks=[recorder]).fit(module, datamodule=toy_datamodule)
+    prefix = lambda names: {n.split(".")[0] for n in names}  # noqa: E731
+    assert len(recorder.changed) == 6  # 2 batches x 3 steps
+    for rec, disc, gen in zip(*[iter(recorder.changed)] * 3):
+        assert prefix(rec) == {"encoder", "decoder"}
+        assert prefix(disc) == {"discriminator"}
+        assert prefix(gen) == {"encoder"}
+        n_encoder = sum(1 for n, _ in module.named_parameters() if n.startswith("encoder"))
+        assert len(gen) == n_encoder
+
+
+def test_weight_zero_removes_a_sample_exactly() -> None:
+    torch.manual_seed(0)
+    module = tiny_ae()
+    x = torch.rand(8, 16)
+    w = torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0])
+
+    def grads(inputs, weights):
+        module.zero_grad()
+        loss = weighted_mean(reconstruction_error(inputs, module(inputs)), weights)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in module.parameters()]
+
+    loss_all, g_all = grads(x, w)
+    keep = w != 0
+    loss_sub, g_sub = grads(x[keep], torch.ones(int(keep.sum())))
+    assert torch.allclose(loss_all, loss_sub)
+    for a, b in zip(g_all, g_sub):
+        assert torch.allclose(a, b, atol=1e-7)
+
+
+def test_negative_weight_increases_that_samples_reconstruction_error() -> None:
+    torch.manual_seed(0)
+    module = tiny_ae()
+    x = torch.rand(32, 16)
+    w = torch.ones(32)
+    w[0] = -1.0
+    opt = torch.optim.Adam(module.parameters(), lr=1e-2)
+    start = reconstruction_error(x, module(x)).detach()
+    for _ in range(60):
+        opt.zero_grad()
+        weighted_mean(reconstruction_error(x, module(x)), w).backward()
+        opt.step()
+    end = reconstruction_error(x, module(x)).detach()
+    assert end[0] > start[0] * 1.5, "the negatively weighted sample is pushed away"
+    assert end[1:].mean() < start[1:].mean(), "the others are still learned"
+
+
+def test_a_nan_loss_stops_training_naming_step_and_epoch() -> None:
+    x = torch.rand(64, 16)
+    x[5, 3] = float("nan")
+    flags = torch.zeros(64, dtype=torch.bool)
+    images = LabelledImages(x, flags.long(), flags)
+    dm = TensorDataModule(images, {"observed": images}, batch_size=64, seed=0)
+    with pytest.raises(NonFiniteLossError, match=r"reconstruction loss became nan at epoch 0"):
+        trainer(max_epochs=1).fit(tiny_aae(), datamodule=dm)
+
+
+def test_scores_do_not_depend_on_the_scoring_batch() -> None:
+    module = tiny_aae()
+    x = torch.rand(50, 16)
+    a, b = module.score(x, batch_size=7), module.score(x, batch_size=50)
+    for key in ("rec_error", "log_likelihood", "code"):
+        assert torch.allclose(a[key], b[key], atol=1e-6)
+    assert module.training, "score() restores the training mode"
