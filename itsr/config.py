@@ -32,9 +32,7 @@ def validate(cfg: DictConfig) -> None:
                 f"({', '.join(ds.class_names)}), got {ds[key]!r}"
             )
     if ds.normal_class == ds.anomaly_class:
-        raise ConfigError(
-            f"dataset.normal_class and dataset.anomaly_class must differ, both are {ds.normal_class}"
-        )
+        raise ConfigError(f"dataset.normal_class and dataset.anomaly_class must differ, both are {ds.normal_class}")
     if not isinstance(cfg.alpha, (int, float)) or not 0.0 <= cfg.alpha < 0.5:
         raise ConfigError(f"alpha must lie in {ALPHA_RANGE}, got {cfg.alpha!r}")
     if cfg.model.name not in KNOWN_MODELS:

@@ -31,9 +31,7 @@ def evaluate(
     for split, images in datamodule.test.items():
         scores[split] = model.score(images.x, batch_size)
     train = scores["train"]
-    thresholds = fit_thresholds(
-        train["rec_error"], train.get("log_likelihood"), rec_percentile, lik_percentile
-    )
+    thresholds = fit_thresholds(train["rec_error"], train.get("log_likelihood"), rec_percentile, lik_percentile)
     metrics = {
         split: evaluate_split(
             thresholds,

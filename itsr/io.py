@@ -10,13 +10,18 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+# mkstemp creates files readable by the owner only; results and caches are for everyone.
+FILE_MODE = 0o644
+
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Temp file in the target folder + fsync + os.replace: readers never see a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), FILE_MODE)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

@@ -137,9 +137,7 @@ class ITSRRefinement(pl.Callback):
         if w_anomaly >= 0:
             raise ValueError(f"model.refinement.w_anomaly must be < 0, got {w_anomaly}")
         if not 0.0 <= retrain_percentile <= 100.0:
-            raise ValueError(
-                f"model.refinement.retrain_percentile must lie in [0, 100], got {retrain_percentile}"
-            )
+            raise ValueError(f"model.refinement.retrain_percentile must lie in [0, 100], got {retrain_percentile}")
         if fit_on not in FIT_ON:
             raise ValueError(f"model.refinement.fit_on must be one of {FIT_ON}, got {fit_on!r}")
         self.schedule = RefinementSchedule(pretrain_epochs, rounds, round_epochs, retrain_epochs)
@@ -204,7 +202,8 @@ class ITSRRefinement(pl.Callback):
         if grown.all():
             log.warning(
                 "refinement round %d would leave no sample with weight 1; refinement stops here "
-                "(lower model.refinement.nu)", round_
+                "(lower model.refinement.nu)",
+                round_,
             )
             self.stopped_early = True
             return
@@ -222,9 +221,7 @@ class ITSRRefinement(pl.Callback):
     def _start_retraining(self, trainer: pl.Trainer, pl_module, completed: int) -> None:
         dm = trainer.datamodule
         rec_error = pl_module.score(dm.train.x, self.score_batch_size)["rec_error"].double().numpy()
-        weights, t_retrain = retraining_weights(
-            rec_error, self.candidates, self.retrain_percentile, self.w_anomaly
-        )
+        weights, t_retrain = retraining_weights(rec_error, self.candidates, self.retrain_percentile, self.w_anomaly)
         dm.set_sample_weights(torch.from_numpy(weights))
         self.phase = "retraining"
         negative = weights < 0

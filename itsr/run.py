@@ -105,13 +105,19 @@ def write_test_scores(path: Path, result: Evaluation, dm: AnomalyDataModule) -> 
 def write_figures(run_dir: Path, cfg: DictConfig, result: Evaluation, dm: AnomalyDataModule) -> None:
     setting = f"{cfg.model.name.upper()}, {cfg.dataset.setting}, alpha={cfg.alpha}"
     train = result.scores["train"]
-    training_error_histogram(train["rec_error"], dm.train.is_anomaly, f"Training errors: {setting}", run_dir / "train_errors.png")
+    training_error_histogram(
+        train["rec_error"], dm.train.is_anomaly, f"Training errors: {setting}", run_dir / "train_errors.png"
+    )
     if "log_likelihood" in train:
         observed = result.scores["observed"]
         score_scatter(
-            observed["rec_error"], observed["log_likelihood"], dm.test["observed"].is_anomaly,
-            result.thresholds.t_rec, result.thresholds.t_prior,
-            f"Observed test split: {setting}", run_dir / "test_scores_scatter.png",
+            observed["rec_error"],
+            observed["log_likelihood"],
+            dm.test["observed"].is_anomaly,
+            result.thresholds.t_rec,
+            result.thresholds.t_prior,
+            f"Observed test split: {setting}",
+            run_dir / "test_scores_scatter.png",
         )
         latent_scatter(train["code"], dm.train.is_anomaly, f"Training codes: {setting}", run_dir / "latent.png")
 
@@ -213,7 +219,9 @@ def results_table(metrics: dict) -> str:
     lines = [f"{'split':<11} {'criterion':<9} {'TPR':>6} {'TNR':>6} {'BACC':>6} {'AUROC':>6} {'AP':>6}"]
     for split, by_criterion in metrics["metrics"].items():
         for criterion, m in by_criterion.items():
-            cells = " ".join(f"{m[k]:6.3f}" if m[k] is not None else "   n/a" for k in ("tpr", "tnr", "bacc", "auroc", "ap"))
+            cells = " ".join(
+                f"{m[k]:6.3f}" if m[k] is not None else "   n/a" for k in ("tpr", "tnr", "bacc", "auroc", "ap")
+            )
             lines.append(f"{split:<11} {criterion:<9} {cells}")
     return "\n".join(lines)
 

@@ -108,9 +108,7 @@ def decisions(
     return out
 
 
-def detection_metrics(
-    is_anomaly: torch.Tensor, predicted: torch.Tensor, score: torch.Tensor
-) -> dict[str, float]:
+def detection_metrics(is_anomaly: torch.Tensor, predicted: torch.Tensor, score: torch.Tensor) -> dict[str, float]:
     """TPR, TNR, BACC of the decisions; AUROC and AP of the threshold-free score.
 
     A split without positives (or negatives) has no TPR (or TNR): that rate, BACC, AUROC and AP

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -11,9 +12,10 @@ from itsr.config import ConfigError, validate
 from itsr.run import CONFIG_DIR
 from tests.conftest import compose_cfg
 
-from pathlib import Path
-
-GROUPS = {g: sorted(p.stem for p in (Path(CONFIG_DIR) / g).glob("*.yaml")) for g in ("dataset", "model", "trainer", "logger", "experiment")}
+GROUPS = {
+    g: sorted(p.stem for p in (Path(CONFIG_DIR) / g).glob("*.yaml"))
+    for g in ("dataset", "model", "trainer", "logger", "experiment")
+}
 
 
 @pytest.mark.parametrize(("dataset", "model"), list(itertools.product(GROUPS["dataset"], GROUPS["model"])))
@@ -32,7 +34,12 @@ def test_every_other_option_composes(group: str) -> None:
 
 def test_paper_schedules_are_the_defaults() -> None:
     mnist_itsr = compose_cfg(["model=itsr", "dataset=mnist"]).model.refinement
-    assert (mnist_itsr.pretrain_epochs, mnist_itsr.rounds, mnist_itsr.round_epochs, mnist_itsr.retrain_epochs) == (500, 10, 100, 1000)
+    assert (mnist_itsr.pretrain_epochs, mnist_itsr.rounds, mnist_itsr.round_epochs, mnist_itsr.retrain_epochs) == (
+        500,
+        10,
+        100,
+        1000,
+    )
     assert mnist_itsr.nu == 0.02 and mnist_itsr.retrain_percentile == 80 and mnist_itsr.kernel == "rbf"
     assert compose_cfg(["model=itsr", "dataset=fmnist"]).model.refinement.retrain_epochs == 500
     assert compose_cfg(["model=ae", "dataset=mnist"]).model.max_epochs == 4000

@@ -134,8 +134,9 @@ def test_bad_file_from_source_is_rejected_and_next_source_used(tmp_path: Path, u
     for file in spec.files:
         (corrupt / file.name).write_bytes((good / file.name).read_bytes() + b"\x00")
     with caplog.at_level(logging.INFO, logger="itsr.data"):
-        result = fetch_dataset(spec, tmp_path / "data", sources=[FolderSource("corrupt", corrupt),
-                                                                 FolderSource("good", good)])
+        result = fetch_dataset(
+            spec, tmp_path / "data", sources=[FolderSource("corrupt", corrupt), FolderSource("good", good)]
+        )
     assert set(result.origins.values()) == {"good"}
     assert "trailing bytes" in caplog.text
 
@@ -241,16 +242,24 @@ def test_debian_source_downloads_and_retries_after_apt_update(tmp_path: Path, up
     spec, good = upstream
     bin_dir, marker = tmp_path / "bin", tmp_path / "lists-updated"
     bin_dir.mkdir()
-    _fake_tool(bin_dir, "apt-get", f"""marker = pathlib.Path({str(marker)!r})
+    _fake_tool(
+        bin_dir,
+        "apt-get",
+        f"""marker = pathlib.Path({str(marker)!r})
 if sys.argv[1] == "update":
     marker.touch()
 elif not marker.exists():
     sys.exit("E: Unable to locate package " + sys.argv[2])
 else:
-    pathlib.Path(sys.argv[2] + ".deb").touch()""")
-    _fake_tool(bin_dir, "dpkg-deb", f"shutil.copytree({str(good)!r}, pathlib.Path(sys.argv[3]) / 'nonexistent-itsr-test/tiny')")
+    pathlib.Path(sys.argv[2] + ".deb").touch()""",
+    )
+    _fake_tool(
+        bin_dir, "dpkg-deb", f"shutil.copytree({str(good)!r}, pathlib.Path(sys.argv[3]) / 'nonexistent-itsr-test/tiny')"
+    )
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    result = fetch_dataset(spec, tmp_path / "data", sources=[DebianPackageSource("tiny-pkg", "/nonexistent-itsr-test/tiny")])
+    result = fetch_dataset(
+        spec, tmp_path / "data", sources=[DebianPackageSource("tiny-pkg", "/nonexistent-itsr-test/tiny")]
+    )
     assert set(result.origins.values()) == {"debian tiny-pkg"} and marker.exists()
 
 
@@ -284,8 +293,10 @@ def _real_data_dir() -> Path:
     return Path(os.environ.get(DATA_DIR_ENV) or REPO_ROOT / "data")
 
 
-@pytest.mark.skipif(not all((_real_data_dir() / name).is_dir() for name in DATASETS),
-                    reason="real MNIST/Fashion-MNIST cache absent (run: python -m itsr.data fetch mnist fmnist)")
+@pytest.mark.skipif(
+    not all((_real_data_dir() / name).is_dir() for name in DATASETS),
+    reason="real MNIST/Fashion-MNIST cache absent (run: python -m itsr.data fetch mnist fmnist)",
+)
 def test_real_datasets_have_published_shapes_and_class_counts() -> None:
     mnist = load_arrays("mnist", _real_data_dir(), download=False)
     fmnist = load_arrays("fmnist", _real_data_dir(), download=False)

@@ -79,7 +79,7 @@ def test_malformed_file_names_path_and_defect(tmp_path: Path, mutate, message: s
 
 
 def test_truncated_message_reports_both_sizes(tmp_path: Path) -> None:
-    path = _write_raw(tmp_path, _valid_bytes(tmp_path)[:16 + 10])  # header (4 + 3*4) + 10 data bytes
+    path = _write_raw(tmp_path, _valid_bytes(tmp_path)[: 16 + 10])  # header (4 + 3*4) + 10 data bytes
     with pytest.raises(IdxFormatError, match=r"header says 60 bytes of data for shape \(3, 4, 5\), file has 10"):
         read_idx(path)
 

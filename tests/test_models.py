@@ -18,16 +18,26 @@ def tiny_ae(dim: int = 16) -> AutoencoderModule:
 
 def tiny_aae(dim: int = 16) -> AdversarialAutoencoderModule:
     return AdversarialAutoencoderModule(
-        input_dim=dim, hidden=[24, 24], latent_dim=2, disc_hidden=[24, 24],
-        lr_reconstruction=1e-3, lr_discriminator=1e-3, lr_generator=1e-3,
-        betas_reconstruction=[0.9, 0.999], betas_adversarial=[0.5, 0.999],
+        input_dim=dim,
+        hidden=[24, 24],
+        latent_dim=2,
+        disc_hidden=[24, 24],
+        lr_reconstruction=1e-3,
+        lr_discriminator=1e-3,
+        lr_generator=1e-3,
+        betas_reconstruction=[0.9, 0.999],
+        betas_adversarial=[0.5, 0.999],
     )
 
 
 def trainer(**kwargs) -> pl.Trainer:
     return pl.Trainer(
-        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, **kwargs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
     )
 
 
@@ -44,9 +54,7 @@ class StepRecorder(pl.Callback):
             def step(*args, _inner=inner, **kwargs):
                 before = {n: p.detach().clone() for n, p in pl_module.named_parameters()}
                 out = _inner(*args, **kwargs)
-                self.changed.append(
-                    {n for n, p in pl_module.named_parameters() if not torch.equal(before[n], p)}
-                )
+                self.changed.append({n for n, p in pl_module.named_parameters() if not torch.equal(before[n], p)})
                 return out
 
             opt.step = step

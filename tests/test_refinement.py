@@ -66,18 +66,37 @@ def test_schedule_by_epoch() -> None:
     assert s.total_epochs == 2500 and s.retrain_start == 1500
     assert [s.detection_round_after(e) for e in (499, 500, 600, 1400, 1500)] == [None, 1, 2, 10, None]
     assert (s.phase_of_epoch(499), s.phase_of_epoch(500), s.phase_of_epoch(1500)) == (
-        "pretraining", "refinement", "retraining")
+        "pretraining",
+        "refinement",
+        "retraining",
+    )
     with pytest.raises(ValueError, match="model.refinement.rounds"):
         RefinementSchedule(1, 0, 1, 1)
 
 
 @pytest.mark.parametrize(
     ("key", "value", "message"),
-    [("nu", 0.0, "nu"), ("nu", 1.5, "nu"), ("w_anomaly", 1.0, "w_anomaly"), ("retrain_percentile", 120, "retrain_percentile")],
+    [
+        ("nu", 0.0, "nu"),
+        ("nu", 1.5, "nu"),
+        ("w_anomaly", 1.0, "w_anomaly"),
+        ("retrain_percentile", 120, "retrain_percentile"),
+    ],
 )
 def test_callback_rejects_bad_values_naming_the_key(key, value, message) -> None:
-    kwargs = dict(pretrain_epochs=1, rounds=1, round_epochs=1, retrain_epochs=1, nu=0.02, kernel="rbf",
-                  gamma="scale", fit_on="remaining", retrain_percentile=80, w_anomaly=-1.0, score_batch_size=64)
+    kwargs = dict(
+        pretrain_epochs=1,
+        rounds=1,
+        round_epochs=1,
+        retrain_epochs=1,
+        nu=0.02,
+        kernel="rbf",
+        gamma="scale",
+        fit_on="remaining",
+        retrain_percentile=80,
+        w_anomaly=-1.0,
+        score_batch_size=64,
+    )
     kwargs[key] = value
     with pytest.raises(ValueError, match=f"model.refinement.{message}"):
         ITSRRefinement(**kwargs)

@@ -18,8 +18,13 @@ from tests.conftest import DATA_DIR, REPO_ROOT, compose_cfg, tiny_overrides
 
 METRIC_KEYS = {"tpr", "tnr", "bacc", "auroc", "ap"}
 EPOCHS_TINY = [
-    "dataset.epochs.ae=2", "dataset.epochs.aae=2", "dataset.epochs.itsr_pretrain=2", "dataset.epochs.itsr_round=1",
-    "dataset.epochs.itsr_retrain=2", "curves.every_n_epochs=1", "checkpoint.every_n_epochs=1",
+    "dataset.epochs.ae=2",
+    "dataset.epochs.aae=2",
+    "dataset.epochs.itsr_pretrain=2",
+    "dataset.epochs.itsr_round=1",
+    "dataset.epochs.itsr_retrain=2",
+    "curves.every_n_epochs=1",
+    "checkpoint.every_n_epochs=1",
 ]
 ITSR_TINY = [*EPOCHS_TINY, "model.refinement.rounds=3"]
 
@@ -55,7 +60,12 @@ def test_a_run_writes_the_complete_results_contract(tmp_path, model: str) -> Non
     th = on_disk["thresholds"]
     train_errors = torch.tensor([1.0])  # medians only scale the scores; AUROC/AP do not depend on them
     recomputed = evaluate_split(
-        Thresholds(th["t_rec"], float(train_errors.median()) - 1.0, th["t_prior"], None if th["t_prior"] is None else th["t_prior"] + 1.0),
+        Thresholds(
+            th["t_rec"],
+            float(train_errors.median()) - 1.0,
+            th["t_prior"],
+            None if th["t_prior"] is None else th["t_prior"] + 1.0,
+        ),
         torch.tensor([int(r["anomaly"]) for r in obs]).bool(),
         torch.tensor([float(r["rec_error"]) for r in obs], dtype=torch.float64),
         None if model == "ae" else torch.tensor([float(r["log_likelihood"]) for r in obs], dtype=torch.float64),
@@ -115,8 +125,15 @@ def test_a_run_killed_mid_refinement_resumes_exactly(tmp_path) -> None:
 
 def test_the_cli_runs_and_prints_a_table(tmp_path) -> None:
     run_dir = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "itsr.run", *tiny_overrides("aae"), "dataset.epochs.aae=1",
-           f"data_dir={DATA_DIR}", f"hydra.run.dir={run_dir}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "itsr.run",
+        *tiny_overrides("aae"),
+        "dataset.epochs.aae=1",
+        f"data_dir={DATA_DIR}",
+        f"hydra.run.dir={run_dir}",
+    ]
     out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "observed    combined" in out.stdout and f"run directory: {run_dir}" in out.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from itsr.data.splits import contaminated_training_indices, n_anomalies_for, evaluation_split_indices
+from itsr.data.splits import contaminated_training_indices, evaluation_split_indices, n_anomalies_for
 
 
 @pytest.mark.parametrize(("alpha", "expected"), [(0.05, 312), (0.01, 60), (0.001, 6), (0.0, 0)])

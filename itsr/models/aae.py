@@ -67,12 +67,8 @@ class AdversarialAutoencoderModule(AnomalyModel):
             prior = torch.randn_like(codes)
             logits_prior = self.discriminator(prior)
             logits_codes = self.discriminator(codes)
-            disc_loss = F.binary_cross_entropy_with_logits(
-                logits_prior, torch.ones_like(logits_prior)
-            ) + weighted_mean(
-                F.binary_cross_entropy_with_logits(
-                    logits_codes, torch.zeros_like(logits_codes), reduction="none"
-                ),
+            disc_loss = F.binary_cross_entropy_with_logits(logits_prior, torch.ones_like(logits_prior)) + weighted_mean(
+                F.binary_cross_entropy_with_logits(logits_codes, torch.zeros_like(logits_codes), reduction="none"),
                 w.clamp(min=0),
             )
             check_finite(disc_loss, "discriminator", epoch)

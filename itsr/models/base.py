@@ -33,9 +33,7 @@ def generator_loss_per_sample(logits: torch.Tensor, weights: torch.Tensor) -> to
     -w * BCE(D(z), prior) would diverge to minus infinity as D(z) -> 0.
     """
     toward_prior = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
-    away_from_prior = F.binary_cross_entropy_with_logits(
-        logits, torch.zeros_like(logits), reduction="none"
-    )
+    away_from_prior = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none")
     return torch.where(weights >= 0, weights * toward_prior, -weights * away_from_prior)
 
 
