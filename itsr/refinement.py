@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 PHASES = ("pretraining", "refinement", "retraining")
 FIT_ON = ("remaining", "all")
+SVM_METHODS = ("exact", "nystroem")
+NYSTROEM_COMPONENTS = 100  # kernel approximation rank for the "nystroem" method
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,30 @@ class RefinementSchedule:
         return "refinement" if epoch < self.retrain_start else "retraining"
 
 
+def one_class_svm(nu: float, kernel: str, gamma: str | float, method: str, codes: np.ndarray, seed: int = 0):
+    """The paper's exact one-class SVM, or for large sets a linear one on a Nystroem RBF approximation.
+
+    The approximation (scikit-learn's Nystroem + SGDOneClassSVM) scales linearly in the number of codes;
+    the exact libsvm solver grows about quadratically (see `python -m itsr.bench`).
+    """
+    if method == "exact":
+        return OneClassSVM(kernel=kernel, nu=nu, gamma=gamma)
+    if method != "nystroem":
+        raise ValueError(f"model.refinement.svm must be one of {SVM_METHODS}, got {method!r}")
+    if kernel != "rbf":
+        raise ValueError(f"model.refinement.svm=nystroem approximates the rbf kernel only, got kernel={kernel!r}")
+    from sklearn.kernel_approximation import Nystroem
+    from sklearn.linear_model import SGDOneClassSVM
+    from sklearn.pipeline import make_pipeline
+
+    if gamma == "scale":  # scikit-learn's definition, which Nystroem does not accept by name
+        gamma = 1.0 / (codes.shape[1] * codes.var())
+    return make_pipeline(
+        Nystroem(gamma=gamma, n_components=min(NYSTROEM_COMPONENTS, len(codes)), random_state=seed),
+        SGDOneClassSVM(nu=nu, random_state=seed),
+    )
+
+
 def detect_candidates(
     codes: np.ndarray,
     candidates: np.ndarray,
@@ -68,6 +94,7 @@ def detect_candidates(
     kernel: str = "rbf",
     gamma: str | float = "scale",
     fit_on: str = "remaining",
+    method: str = "exact",
 ) -> np.ndarray:
     """New candidates: the one-class SVM's outliers among the codes, not yet in A.
 
@@ -77,7 +104,7 @@ def detect_candidates(
     if fit_on not in FIT_ON:
         raise ValueError(f"model.refinement.fit_on must be one of {FIT_ON}, got {fit_on!r}")
     pool = np.flatnonzero(~candidates) if fit_on == "remaining" else np.arange(len(codes))
-    svm = OneClassSVM(kernel=kernel, nu=nu, gamma=gamma).fit(codes[pool])
+    svm = one_class_svm(nu, kernel, gamma, method, codes[pool]).fit(codes[pool])
     outliers = pool[svm.predict(codes[pool]) == -1]
     new = np.zeros(len(codes), dtype=bool)
     new[outliers] = True
@@ -131,6 +158,7 @@ class ITSRRefinement(pl.Callback):
         retrain_percentile: float,
         w_anomaly: float,
         score_batch_size: int,
+        svm: str = "exact",
     ):
         if not 0.0 < nu <= 1.0:
             raise ValueError(f"model.refinement.nu must lie in (0, 1], got {nu}")
@@ -140,6 +168,9 @@ class ITSRRefinement(pl.Callback):
             raise ValueError(f"model.refinement.retrain_percentile must lie in [0, 100], got {retrain_percentile}")
         if fit_on not in FIT_ON:
             raise ValueError(f"model.refinement.fit_on must be one of {FIT_ON}, got {fit_on!r}")
+        if svm not in SVM_METHODS:
+            raise ValueError(f"model.refinement.svm must be one of {SVM_METHODS}, got {svm!r}")
+        self.svm = svm
         self.schedule = RefinementSchedule(pretrain_epochs, rounds, round_epochs, retrain_epochs)
         self.nu, self.kernel, self.gamma, self.fit_on = nu, kernel, gamma, fit_on
         self.retrain_percentile = retrain_percentile
@@ -197,7 +228,7 @@ class ITSRRefinement(pl.Callback):
         codes = scores["code"].double().numpy()
         if not np.isfinite(codes).all():
             raise FloatingPointError(f"latent codes contain NaN or inf before refinement round {round_}")
-        new = detect_candidates(codes, self.candidates, self.nu, self.kernel, self.gamma, self.fit_on)
+        new = detect_candidates(codes, self.candidates, self.nu, self.kernel, self.gamma, self.fit_on, self.svm)
         grown = self.candidates | new
         if grown.all():
             log.warning(

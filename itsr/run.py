@@ -148,6 +148,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple = 
     dm = build_datamodule(cfg)
     dm.prepare_data()
     dm.setup("fit")
+    if cfg.data_on_device and cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available():
+        dm.place_on("cuda")
     module = instantiate(cfg.model.module, input_dim=dm.input_dim, _convert_="all")
     refinement = build_refinement(cfg)
     max_epochs = refinement.schedule.total_epochs if refinement else cfg.model.max_epochs

@@ -66,3 +66,12 @@ def test_weights_survive_a_state_dict_round_trip_even_before_setup(toy_datamodul
     fresh.load_state_dict(state)  # Lightning may restore before setup()
     fresh.setup()
     assert torch.equal(fresh.sample_weights, w)
+
+
+def test_a_placed_datamodule_draws_the_same_batches(toy_datamodule) -> None:
+    # On a GPU place_on("cuda") keeps data and weights there; the draw must not change with the place.
+    reference = [b["index"].clone() for b in toy_datamodule.train_dataloader()]
+    toy_datamodule.place_on("cpu")
+    again = [b["index"] for b in toy_datamodule.train_dataloader()]
+    assert all(torch.equal(a, b) for a, b in zip(reference, again))
+    assert toy_datamodule.sample_weights.device == toy_datamodule.train.x.device

@@ -112,3 +112,13 @@ def test_callback_state_round_trip() -> None:
     assert other.candidates.tolist() == [True, False, True]
     assert (other.rounds_done, other.phase, other.history) == (2, "refinement", cb.history)
     assert isinstance(cb.state_dict()["candidates"], torch.Tensor), "safe to load with weights_only"
+
+
+def test_nystroem_approximation_finds_planted_outliers_like_the_exact_svm() -> None:
+    codes, truth = planted_codes()
+    exact = detect_candidates(codes, np.zeros(len(codes), bool), nu=0.1, method="exact")
+    approx = detect_candidates(codes, np.zeros(len(codes), bool), nu=0.1, method="nystroem")
+    assert candidate_quality(exact, truth)["recall"] >= 0.9
+    assert candidate_quality(approx, truth)["recall"] >= 0.9
+    with pytest.raises(ValueError, match="model.refinement.svm"):
+        detect_candidates(codes, np.zeros(len(codes), bool), nu=0.05, method="fast")
