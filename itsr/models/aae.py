@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from itsr.models.base import AnomalyModel, check_finite, generator_loss_per_sample, weighted_mean
+from itsr.models.base import AnomalyModel, adam, check_finite, generator_loss_per_sample, weighted_mean
 from itsr.nets import Decoder, Discriminator, Encoder
 from itsr.scoring import reconstruction_error
 
@@ -84,22 +84,13 @@ class AdversarialAutoencoderModule(AnomalyModel):
             self.manual_backward(gen_loss)
             opt_gen.step()
 
-        self.log_dict(
-            {
-                "loss/reconstruction": rec_loss.detach(),
-                "loss/discriminator": disc_loss.detach(),
-                "loss/generator": gen_loss.detach(),
-            },
-            on_step=False,
-            on_epoch=True,
-        )
+        self.accumulate_losses({"reconstruction": rec_loss, "discriminator": disc_loss, "generator": gen_loss})
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         hp = self.hparams
-        adam = torch.optim.Adam
         autoencoder = [*self.encoder.parameters(), *self.decoder.parameters()]
         return [
-            adam(autoencoder, lr=hp.lr_reconstruction, betas=tuple(hp.betas_reconstruction)),
-            adam(self.discriminator.parameters(), lr=hp.lr_discriminator, betas=tuple(hp.betas_adversarial)),
-            adam(self.encoder.parameters(), lr=hp.lr_generator, betas=tuple(hp.betas_adversarial)),
+            adam(autoencoder, hp.lr_reconstruction, hp.betas_reconstruction),
+            adam(self.discriminator.parameters(), hp.lr_discriminator, hp.betas_adversarial),
+            adam(self.encoder.parameters(), hp.lr_generator, hp.betas_adversarial),
         ]

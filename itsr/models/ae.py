@@ -6,13 +6,17 @@ from collections.abc import Sequence
 
 import torch
 
-from itsr.models.base import AnomalyModel, check_finite, weighted_mean
+from itsr.models.base import AnomalyModel, adam, check_finite, weighted_mean
 from itsr.nets import Decoder, Encoder
 from itsr.scoring import reconstruction_error
 
 
 class AutoencoderModule(AnomalyModel):
-    """784-1000-1000-32 encoder, mirrored decoder; scored by reconstruction error only."""
+    """784-1000-1000-32 encoder, mirrored decoder; scored by reconstruction error only.
+
+    Manual optimization, like the AAE: Lightning's automatic loop (closure, hooks) cost about 0.05 s
+    per MNIST epoch on 2 cores, 7% over a plain PyTorch loop (`python -m itsr.bench`).
+    """
 
     has_likelihood = False
 
@@ -26,15 +30,19 @@ class AutoencoderModule(AnomalyModel):
     ):
         super().__init__()
         self.save_hyperparameters()
+        self.automatic_optimization = False
         self.encoder = Encoder(input_dim, hidden, latent_dim, batch_norm=False)
         self.decoder = Decoder(latent_dim, list(reversed(hidden)), input_dim)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        optimizer = self.optimizers()
         x, w = batch["x"], batch["weight"]
         loss = weighted_mean(reconstruction_error(x, self(x)), w)
         check_finite(loss, "reconstruction", self.current_epoch)
-        self.log("loss/reconstruction", loss, on_step=False, on_epoch=True)
-        return loss
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()
+        self.accumulate_losses({"reconstruction": loss})
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))
+        return adam(self.parameters(), self.hparams.lr, self.hparams.betas)
