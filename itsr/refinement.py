@@ -182,6 +182,8 @@ class ITSRRefinement(pl.Callback):
         self.phase = "pretraining"
         self.history: list[dict] = []
         self.retraining: dict = {}
+        # training errors when pretraining ended: the "before ITSR" of Fig. 5 (d)-(f)
+        self.pretrained_rec_error: np.ndarray | None = None
 
     # Lightning hooks -------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -210,6 +212,9 @@ class ITSRRefinement(pl.Callback):
             "phase": self.phase,
             "history": list(self.history),
             "retraining": dict(self.retraining),
+            "pretrained_rec_error": None
+            if self.pretrained_rec_error is None
+            else torch.from_numpy(self.pretrained_rec_error.copy()),
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -220,11 +225,15 @@ class ITSRRefinement(pl.Callback):
         self.phase = str(state_dict["phase"])
         self.history = list(state_dict["history"])
         self.retraining = dict(state_dict["retraining"])
+        before = state_dict.get("pretrained_rec_error")
+        self.pretrained_rec_error = None if before is None else before.numpy()
 
     # The three phases ---------------------------------------------------------------------
     def _refine(self, trainer: pl.Trainer, pl_module, round_: int, completed: int) -> None:
         dm = trainer.datamodule
         scores = pl_module.score(dm.train.x, self.score_batch_size)
+        if round_ == 1:
+            self.pretrained_rec_error = scores["rec_error"].double().numpy()
         codes = scores["code"].double().numpy()
         if not np.isfinite(codes).all():
             raise FloatingPointError(f"latent codes contain NaN or inf before refinement round {round_}")

@@ -80,26 +80,47 @@ def _nan_to_none(obj):
     return obj
 
 
-def write_test_scores(path: Path, result: Evaluation, dm: AnomalyDataModule) -> None:
-    """Per-sample test scores: anyone can re-threshold or recompute every metric from them."""
-    columns = ["split", "label", "anomaly", "rec_error"]
-    has_lik = "log_likelihood" in result.scores["train"]
-    if has_lik:
-        columns.append("log_likelihood")
+def write_scores_csv(path: Path, columns: dict[str, list]) -> None:
+    """Columns of equal length as CSV; floats keep full precision."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
-    for split, images in dm.test.items():
-        scores = result.scores[split]
-        rows = zip(
-            images.labels.tolist(),
-            images.is_anomaly.int().tolist(),
-            scores["rec_error"].tolist(),
-            scores["log_likelihood"].tolist() if has_lik else [None] * len(images),
-        )
-        for label, anomaly, rec, lik in rows:
-            writer.writerow([split, label, anomaly, repr(rec)] + ([repr(lik)] if has_lik else []))
+    writer.writerows(zip(*columns.values()))
     write_bytes_atomic(path, buffer.getvalue().encode())
+
+
+def write_test_scores(path: Path, result: Evaluation, dm: AnomalyDataModule) -> None:
+    """Per-sample test scores: anyone can re-threshold or recompute every metric from them."""
+    columns: dict[str, list] = {"split": [], "label": [], "anomaly": [], "rec_error": []}
+    has_lik = "log_likelihood" in result.scores["train"]
+    if has_lik:
+        columns["log_likelihood"] = []
+    for split, images in dm.test.items():
+        columns["split"] += [split] * len(images)
+        columns["label"] += images.labels.tolist()
+        columns["anomaly"] += images.is_anomaly.int().tolist()
+        for name in ("rec_error", "log_likelihood") if has_lik else ("rec_error",):
+            columns[name] += result.scores[split][name].tolist()
+    write_scores_csv(path, columns)
+
+
+def write_train_scores(path: Path, result: Evaluation, dm: AnomalyDataModule, refinement) -> None:
+    """Per-sample training scores after training (Fig. 4b, Fig. 5 d-f); for ITSR also the final
+    candidate set, the final weight and the error when pretraining ended."""
+    train = result.scores["train"]
+    columns = {
+        "label": dm.train.labels.tolist(),
+        "anomaly": dm.train.is_anomaly.int().tolist(),
+        "rec_error": train["rec_error"].tolist(),
+    }
+    if "log_likelihood" in train:
+        columns["log_likelihood"] = train["log_likelihood"].tolist()
+    if refinement is not None and refinement.candidates is not None:
+        columns["candidate"] = refinement.candidates.astype(int).tolist()
+        columns["weight"] = dm.sample_weights.cpu().tolist()
+        if refinement.pretrained_rec_error is not None:
+            columns["rec_error_pretrained"] = refinement.pretrained_rec_error.tolist()
+    write_scores_csv(path, columns)
 
 
 def write_figures(run_dir: Path, cfg: DictConfig, result: Evaluation, dm: AnomalyDataModule) -> None:
@@ -183,6 +204,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple = 
 
     result = evaluate(module, dm, cfg.score_batch_size, cfg.scoring.rec_percentile, cfg.scoring.lik_percentile)
     write_test_scores(run_dir / "test_scores.csv", result, dm)
+    write_train_scores(run_dir / "train_scores.csv", result, dm, refinement)
     write_figures(run_dir, cfg, result, dm)
     metrics = {
         "format_version": METRICS_FORMAT,
