@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import platform
 import statistics
 import time
@@ -26,7 +25,6 @@ import torch.nn.functional as F
 from itsr.data.datamodule import BenchmarkDataModule
 from itsr.data.fetch import default_data_dir
 from itsr.io import write_json_atomic
-from itsr.models import AdversarialAutoencoderModule, AutoencoderModule
 from itsr.models.base import generator_loss_per_sample, weighted_mean
 from itsr.refinement import detect_candidates
 from itsr.run import CONFIG_DIR, available_cores
@@ -199,8 +197,14 @@ def time_svm(n: int, method: str) -> dict:
     start = time.perf_counter()
     flagged = detect_candidates(codes, np.zeros(n, bool), nu=0.02, method=method)
     seconds = time.perf_counter() - start
-    return {"n": n, "method": method, "seconds": seconds, "planted_found": int((flagged & truth).sum()),
-            "planted": int(truth.sum()), "flagged": int(flagged.sum())}
+    return {
+        "n": n,
+        "method": method,
+        "seconds": seconds,
+        "planted_found": int((flagged & truth).sum()),
+        "planted": int(truth.sum()),
+        "flagged": int(flagged.sum()),
+    }
 
 
 @dataclass
@@ -242,13 +246,20 @@ def itsr_memory(dm: BenchmarkDataModule, device: torch.device) -> dict:
     sampler = RssSampler()
     dm.set_sample_weights(torch.ones(len(dm.train)))
     pl.Trainer(
-        accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
-        max_epochs=callback.schedule.total_epochs, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[callback, sampler],
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        max_epochs=callback.schedule.total_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback, sampler],
     ).fit(module, datamodule=dm)
     dm.set_sample_weights(torch.ones(len(dm.train)))
-    return {"rss_mb_per_epoch": sampler.rss_mb, "growth_mb_after_first_round": round(
-        sampler.rss_mb[-1] - sampler.rss_mb[callback.schedule.pretrain_epochs], 1)}
+    return {
+        "rss_mb_per_epoch": sampler.rss_mb,
+        "growth_mb_after_first_round": round(sampler.rss_mb[-1] - sampler.rss_mb[callback.schedule.pretrain_epochs], 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -272,8 +283,12 @@ def main(argv: list[str] | None = None) -> dict:
     result: dict = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "n_train": len(dm.train),
-        "batch_size": dm.batch_size, "matmul_gflops": round(flops_per_s / 1e9, 1), "models": {},
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "n_train": len(dm.train),
+        "batch_size": dm.batch_size,
+        "matmul_gflops": round(flops_per_s / 1e9, 1),
+        "models": {},
     }
     for kind in ("ae", "aae"):
         ours, plain = [], []
@@ -282,13 +297,18 @@ def main(argv: list[str] | None = None) -> dict:
             plain += time_plain_loop(kind, dm.train.x, dm.batch_size, args.epochs, device)
         module, cfg = build_module(kind, dm.input_dim)
         hp = cfg.model.module
-        flops = epoch_flops(kind, len(dm.train), dm.input_dim, list(hp.hidden), hp.latent_dim,
-                            list(hp.get("disc_hidden", [])))
+        flops = epoch_flops(
+            kind, len(dm.train), dm.input_dim, list(hp.hidden), hp.latent_dim, list(hp.get("disc_hidden", []))
+        )
         s, s_plain, s_bound = statistics.median(ours), statistics.median(plain), flops / flops_per_s
         result["models"][kind] = {
-            "s_per_epoch": round(s, 4), "s_per_epoch_plain": round(s_plain, 4), "s_per_epoch_bound": round(s_bound, 4),
-            "ratio_vs_plain": round(s / s_plain, 3), "ratio_vs_bound": round(s / s_bound, 3),
-            "gflop_per_epoch": round(flops / 1e9, 1), "samples_ours": [round(v, 4) for v in ours],
+            "s_per_epoch": round(s, 4),
+            "s_per_epoch_plain": round(s_plain, 4),
+            "s_per_epoch_bound": round(s_bound, 4),
+            "ratio_vs_plain": round(s / s_plain, 3),
+            "ratio_vs_bound": round(s / s_bound, 3),
+            "gflop_per_epoch": round(flops / 1e9, 1),
+            "samples_ours": [round(v, 4) for v in ours],
             "samples_plain": [round(v, 4) for v in plain],
         }
     aae_epoch = result["models"]["aae"]["s_per_epoch"]
@@ -323,25 +343,37 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def print_table(r: dict) -> None:
-    print(f"itsr benchmark, {r['date']}, {r['device']}, torch {r['torch']}, {r['threads']} threads, "
-          f"n_train {r['n_train']}, batch {r['batch_size']}, matmul {r['matmul_gflops']} GFLOP/s")
+    print(
+        f"itsr benchmark, {r['date']}, {r['device']}, torch {r['torch']}, {r['threads']} threads, "
+        f"n_train {r['n_train']}, batch {r['batch_size']}, matmul {r['matmul_gflops']} GFLOP/s"
+    )
     print(f"{'model':<6} {'ours s/ep':>10} {'plain s/ep':>11} {'bound s/ep':>11} {'ours/plain':>11} {'ours/bound':>11}")
     for kind, m in r["models"].items():
-        print(f"{kind:<6} {m['s_per_epoch']:>10.3f} {m['s_per_epoch_plain']:>11.3f} {m['s_per_epoch_bound']:>11.3f} "
-              f"{m['ratio_vs_plain']:>11.3f} {m['ratio_vs_bound']:>11.3f}")
-    print(f"refinement round (encode + one-class SVM): {r['refinement_round_s']:.2f} s = "
-          f"{100 * r['refinement_round_vs_100_epochs']:.2f}% of the 100 epochs it precedes")
+        print(
+            f"{kind:<6} {m['s_per_epoch']:>10.3f} {m['s_per_epoch_plain']:>11.3f} {m['s_per_epoch_bound']:>11.3f} "
+            f"{m['ratio_vs_plain']:>11.3f} {m['ratio_vs_bound']:>11.3f}"
+        )
+    print(
+        f"refinement round (encode + one-class SVM): {r['refinement_round_s']:.2f} s = "
+        f"{100 * r['refinement_round_vs_100_epochs']:.2f}% of the 100 epochs it precedes"
+    )
     mem = r["memory"]
-    print(f"ITSR RSS per epoch (MB): {mem['rss_mb_per_epoch']}; growth after round 1: "
-          f"{mem['growth_mb_after_first_round']} MB; peak RSS of this process {mem['peak_rss_mb']} MB")
-    print("projected wall time at the paper's schedules (h): "
-          + ", ".join(f"{k} {v}" for k, v in r["projected_paper_wall_h"].items()))
+    print(
+        f"ITSR RSS per epoch (MB): {mem['rss_mb_per_epoch']}; growth after round 1: "
+        f"{mem['growth_mb_after_first_round']} MB; peak RSS of this process {mem['peak_rss_mb']} MB"
+    )
+    print(
+        "projected wall time at the paper's schedules (h): "
+        + ", ".join(f"{k} {v}" for k, v in r["projected_paper_wall_h"].items())
+    )
     for row in r.get("svm_scaling", []):
         if row["seconds"] is None:
             print(f"one-class SVM {row['method']:<9} n={row['n']:>7}: {row['note']}")
         else:
-            print(f"one-class SVM {row['method']:<9} n={row['n']:>7}: {row['seconds']:7.2f} s, "
-                  f"found {row['planted_found']}/{row['planted']} planted, flagged {row['flagged']}")
+            print(
+                f"one-class SVM {row['method']:<9} n={row['n']:>7}: {row['seconds']:7.2f} s, "
+                f"found {row['planted_found']}/{row['planted']} planted, flagged {row['flagged']}"
+            )
 
 
 if __name__ == "__main__":

@@ -33,12 +33,15 @@ from itsr.evaluation import Evaluation, error_by_group, evaluate
 from itsr.figures import latent_scatter, score_scatter, training_error_histogram
 from itsr.io import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from itsr.refinement import ITSRRefinement
+from itsr.tracking import build_logger, finishing, log_results
 
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+FAILURE_FILE = "failed.json"
 METRICS_FORMAT = 1  # bump when the layout of metrics.json changes; the report checks it
-LAST_CHECKPOINT = "last"
+LAST_CHECKPOINT = "last"  # ckpt_path=last: resume, and fail if there is nothing to resume
+AUTO_RESUME = "auto"  # ckpt_path=auto: resume when the run directory has a checkpoint, else start
 
 
 def available_cores() -> int:
@@ -144,9 +147,17 @@ def write_figures(run_dir: Path, cfg: DictConfig, result: Evaluation, dm: Anomal
 
 
 def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
+    """None, a path, "last" (must exist) or "auto" (resume if there is something to resume).
+
+    "auto" is the default, so a job that SLURM requeues after pre-emption or a time limit starts again
+    in the same directory and continues from its last checkpoint instead of starting over.
+    """
     if ckpt_path is None:
         return None
-    path = run_dir / "checkpoints" / "last.ckpt" if ckpt_path == LAST_CHECKPOINT else Path(ckpt_path)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if ckpt_path == AUTO_RESUME:
+        return str(last) if last.exists() else None
+    path = last if ckpt_path == LAST_CHECKPOINT else Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(
             f"ckpt_path={ckpt_path!r}: no checkpoint at {path}. To resume a run, start it again in its "
@@ -192,50 +203,52 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple = 
         phase_of_epoch=refinement.schedule.phase_of_epoch if refinement else None,
     )
     callbacks = [c for c in (refinement, curves, *extra_callbacks, checkpoints) if c is not None]
-    logger = instantiate(cfg.logger, save_dir=str(run_dir))
-    trainer = pl.Trainer(
-        **OmegaConf.to_container(cfg.trainer, resolve=True),
-        max_epochs=max_epochs,
-        callbacks=callbacks,
-        logger=logger,
-        default_root_dir=str(run_dir),
-    )
-    trainer.fit(module, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, run_dir))
+    logger = build_logger(cfg, run_dir)
+    with finishing(logger):
+        trainer = pl.Trainer(
+            **OmegaConf.to_container(cfg.trainer, resolve=True),
+            max_epochs=max_epochs,
+            callbacks=callbacks,
+            logger=logger,
+            default_root_dir=str(run_dir),
+        )
+        trainer.fit(module, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, run_dir))
 
-    result = evaluate(module, dm, cfg.score_batch_size, cfg.scoring.rec_percentile, cfg.scoring.lik_percentile)
-    write_test_scores(run_dir / "test_scores.csv", result, dm)
-    write_train_scores(run_dir / "train_scores.csv", result, dm, refinement)
-    write_figures(run_dir, cfg, result, dm)
-    metrics = {
-        "format_version": METRICS_FORMAT,
-        "config": {
-            "dataset": cfg.dataset.name,
-            "setting": cfg.dataset.setting,
-            "normal_class": cfg.dataset.normal_class,
-            "anomaly_class": cfg.dataset.anomaly_class,
-            "alpha": cfg.alpha,
-            "seed": cfg.seed,
-            "model": cfg.model.name,
-            "epochs": max_epochs,
-            "batch_size": cfg.batch_size,
-        },
-        "n_train": len(dm.train),
-        "n_train_anomalies": dm.n_train_anomalies,
-        "thresholds": {"t_rec": result.thresholds.t_rec, "t_prior": result.thresholds.t_prior},
-        "metrics": result.metrics,
-        "train_errors": error_by_group(result.scores["train"]["rec_error"], dm.train.is_anomaly),
-        "wall_time_s": round(time.time() - started, 1),
-        "device": str(module.device),
-        "torch_threads": torch.get_num_threads(),
-    }
-    if refinement is not None:
-        metrics["config"]["schedule"] = refinement.schedule.__dict__
-        metrics["refinement"] = refinement.history
-        metrics["retraining"] = refinement.retraining
-        write_csv_atomic(run_dir / "refinement.csv", refinement.history)
-    metrics = _nan_to_none(metrics)
-    write_json_atomic(run_dir / "metrics.json", metrics)
-    return metrics
+        result = evaluate(module, dm, cfg.score_batch_size, cfg.scoring.rec_percentile, cfg.scoring.lik_percentile)
+        write_test_scores(run_dir / "test_scores.csv", result, dm)
+        write_train_scores(run_dir / "train_scores.csv", result, dm, refinement)
+        write_figures(run_dir, cfg, result, dm)
+        metrics = {
+            "format_version": METRICS_FORMAT,
+            "config": {
+                "dataset": cfg.dataset.name,
+                "setting": cfg.dataset.setting,
+                "normal_class": cfg.dataset.normal_class,
+                "anomaly_class": cfg.dataset.anomaly_class,
+                "alpha": cfg.alpha,
+                "seed": cfg.seed,
+                "model": cfg.model.name,
+                "epochs": max_epochs,
+                "batch_size": cfg.batch_size,
+            },
+            "n_train": len(dm.train),
+            "n_train_anomalies": dm.n_train_anomalies,
+            "thresholds": {"t_rec": result.thresholds.t_rec, "t_prior": result.thresholds.t_prior},
+            "metrics": result.metrics,
+            "train_errors": error_by_group(result.scores["train"]["rec_error"], dm.train.is_anomaly),
+            "wall_time_s": round(time.time() - started, 1),
+            "device": str(module.device),
+            "torch_threads": torch.get_num_threads(),
+        }
+        if refinement is not None:
+            metrics["config"]["schedule"] = refinement.schedule.__dict__
+            metrics["refinement"] = refinement.history
+            metrics["retraining"] = refinement.retraining
+            write_csv_atomic(run_dir / "refinement.csv", refinement.history)
+        metrics = _nan_to_none(metrics)
+        write_json_atomic(run_dir / "metrics.json", metrics)
+        log_results(logger, metrics, sorted(run_dir.glob("*.png")))
+        return metrics
 
 
 def results_table(metrics: dict) -> str:
@@ -253,7 +266,14 @@ def results_table(metrics: dict) -> str:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    metrics = train_and_evaluate(cfg, run_dir)
+    try:
+        metrics = train_and_evaluate(cfg, run_dir)
+    except Exception as error:
+        # A failed job of a grid leaves a note the report shows; the other jobs go on (Hydra raises
+        # only once the whole grid has run).
+        write_json_atomic(run_dir / FAILURE_FILE, {"error": type(error).__name__, "message": str(error)})
+        raise
+    (run_dir / FAILURE_FILE).unlink(missing_ok=True)
     print(f"\n{cfg.model.name} on {cfg.dataset.setting}, alpha={cfg.alpha}, seed={cfg.seed}")
     print(results_table(metrics))
     if metrics.get("refinement"):

@@ -1,0 +1,290 @@
+"""Reads run directories (never console logs) and sets our numbers beside the paper's.
+
+    python -m itsr.report DIR... [--out FILE]
+
+Every metrics.json below the given directories is read; runs are grouped by setting, alpha,
+method, test split and criterion; the Markdown report shows the paper's Table 1 and Fig. 5 layouts
+with our mean +- std over seeds, the paper's value and the difference, then AUROC and AP, which the
+paper lacks. Figures are written as PNG beside the report. Failed, half-written or unreadable runs
+are listed, never dropped silently; the exit status is non-zero only when nothing could be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from itsr.io import write_bytes_atomic
+from itsr.paper import METHODS, PAPER, PAPER_CRITERION, SETTINGS, SPLITS
+from itsr.run import FAILURE_FILE, METRICS_FORMAT
+
+MATCH_TOLERANCE = 0.03  # a cell "matches" the paper when |ours - paper| <= this BACC
+TABLE1_ALPHAS = (0.01, 0.001)
+FIG5_ALPHA = 0.05
+CLEAN = ("fmnist_tshirt_v_pullover", 0.0, "aae")
+
+
+@dataclass
+class Run:
+    path: Path
+    setting: str
+    alpha: float
+    model: str
+    seed: int
+    metrics: dict
+
+
+@dataclass
+class Problem:
+    path: Path
+    status: str  # failed | incomplete | unreadable | other-version
+    reason: str
+    key: tuple | None = None  # (setting, alpha, model) when known
+
+
+@dataclass
+class Cell:
+    bacc: list[float] = field(default_factory=list)
+    auroc: list[float] = field(default_factory=list)
+    ap: list[float] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+
+
+def _hydra_key(run_dir: Path) -> tuple | None:
+    """(setting, alpha, model) of a run from its saved Hydra config, for runs without metrics."""
+    config = run_dir / ".hydra" / "config.yaml"
+    if not config.is_file():
+        return None
+    try:
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.load(config)
+        return (cfg.dataset.setting, float(cfg.alpha), cfg.model.name)
+    except Exception:  # a damaged config leaves the key unknown, nothing more
+        return None
+
+
+def read_runs(roots: list[Path]) -> tuple[list[Run], list[Problem]]:
+    runs, problems = [], []
+    candidates: set[Path] = set()
+    for root in roots:
+        if not root.exists():
+            problems.append(Problem(root, "unreadable", "no such directory"))
+            continue
+        for marker in ("metrics.json", FAILURE_FILE, ".hydra"):
+            candidates |= {p.parent for p in root.rglob(marker)}
+    for run_dir in sorted(candidates):
+        metrics_file = run_dir / "metrics.json"
+        if not metrics_file.is_file():
+            if (run_dir / FAILURE_FILE).is_file():
+                failure = json.loads((run_dir / FAILURE_FILE).read_text())
+                reason = f"{failure.get('error')}: {failure.get('message')}"
+                problems.append(Problem(run_dir, "failed", reason, _hydra_key(run_dir)))
+            else:
+                problems.append(
+                    Problem(
+                        run_dir, "incomplete", "no metrics.json (running, killed or not started)", _hydra_key(run_dir)
+                    )
+                )
+            continue
+        try:
+            metrics = json.loads(metrics_file.read_text())
+            if metrics.get("format_version") != METRICS_FORMAT:
+                problems.append(
+                    Problem(
+                        run_dir,
+                        "other-version",
+                        f"metrics format {metrics.get('format_version')}, this report reads {METRICS_FORMAT}",
+                    )
+                )
+                continue
+            c = metrics["config"]
+            runs.append(Run(run_dir, c["setting"], float(c["alpha"]), c["model"], int(c["seed"]), metrics))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            problems.append(Problem(run_dir, "unreadable", f"metrics.json: {type(error).__name__}: {error}"))
+    return runs, problems
+
+
+def aggregate(runs: list[Run]) -> dict[tuple, Cell]:
+    """(setting, alpha, model, split, criterion) -> values over seeds."""
+    cells: dict[tuple, Cell] = defaultdict(Cell)
+    for run in runs:
+        for split, by_criterion in run.metrics["metrics"].items():
+            for criterion, values in by_criterion.items():
+                cell = cells[(run.setting, run.alpha, run.model, split, criterion)]
+                for name in ("bacc", "auroc", "ap"):
+                    value = values.get(name)
+                    getattr(cell, name).append(math.nan if value is None else float(value))
+                cell.seeds.append(run.seed)
+    return dict(cells)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    clean = [v for v in values if not math.isnan(v)]
+    if not clean:
+        return math.nan, math.nan
+    return statistics.fmean(clean), statistics.stdev(clean) if len(clean) > 1 else 0.0
+
+
+def _fmt(values: list[float]) -> str:
+    mean, std = mean_std(values)
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.3f} ± {std:.3f}" if len(values) > 1 else f"{mean:.3f}"
+
+
+def paper_cell(
+    cells: dict, problems: list[Problem], setting: str, alpha: float, model: str, split: str, criterion: str
+) -> str:
+    """Ours (mean ± std, n) · paper · difference, or why there is no number."""
+    paper = PAPER.get((setting, alpha, model, split, criterion))
+    cell = cells.get((setting, alpha, model, split, criterion))
+    paper_text = f"paper {paper.bacc:.2f}" if paper else "paper –"
+    if cell is None:
+        failed = sum(1 for p in problems if p.key == (setting, alpha, model) and p.status == "failed")
+        status = f"**failed** ({failed} run{'s' if failed > 1 else ''})" if failed else "missing"
+        return f"{status} · {paper_text}"
+    mean, _ = mean_std(cell.bacc)
+    text = f"{_fmt(cell.bacc)} (n={len(cell.bacc)}) · {paper_text}"
+    if paper and not math.isnan(mean):
+        diff = mean - paper.bacc
+        text += f" · Δ {diff:+.3f} {'✓' if abs(diff) <= MATCH_TOLERANCE else '✗'}"
+    return text
+
+
+def layout_table(cells, problems, alpha: float, title: str) -> list[str]:
+    lines = [
+        f"### {title}",
+        "",
+        "| method | test split | " + " | ".join(SETTINGS.values()) + " |",
+        "| --- | --- |" + " --- |" * len(SETTINGS),
+    ]
+    for split in SPLITS:
+        for model in METHODS:
+            row = [paper_cell(cells, problems, s, alpha, model, split, PAPER_CRITERION[model]) for s in SETTINGS]
+            lines.append(f"| {model.upper()} | {split} | " + " | ".join(row) + " |")
+    return lines + [""]
+
+
+def match_summary(cells) -> list[str]:
+    matched, missed = [], []
+    for key, paper in PAPER.items():
+        cell = cells.get(key)
+        if cell is None:
+            continue
+        mean, _ = mean_std(cell.bacc)
+        if math.isnan(mean):
+            continue
+        setting, alpha, model, split, criterion = key
+        label = f"{model.upper()} {SETTINGS[setting]} α={alpha:g} {split} ({criterion})"
+        (matched if abs(mean - paper.bacc) <= MATCH_TOLERANCE else missed).append(
+            f"{label}: ours {mean:.3f}, paper {paper.bacc:.2f}"
+        )
+    lines = [
+        f"Cells within {MATCH_TOLERANCE} BACC of the paper: {len(matched)} of {len(matched) + len(missed)} compared."
+    ]
+    if missed:
+        lines += ["", "Not matching:", *[f"- {m}" for m in missed]]
+    return lines + [""]
+
+
+def full_table(cells) -> list[str]:
+    lines = [
+        "| setting | α | method | split | criterion | BACC | AUROC | AP | n | paper BACC |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    order = {s: i for i, s in enumerate(SETTINGS)}
+    for key in sorted(
+        cells,
+        key=lambda k: (order.get(k[0], 99), k[0], -k[1], METHODS.index(k[2]) if k[2] in METHODS else 9, k[3], k[4]),
+    ):
+        setting, alpha, model, split, criterion = key
+        cell = cells[key]
+        paper = PAPER.get(key)
+        paper_text = f"{paper.bacc:.2f}" if paper else "–"
+        lines.append(
+            f"| {SETTINGS.get(setting, setting)} | {alpha:g} | {model.upper()} | {split} | {criterion} | "
+            f"{_fmt(cell.bacc)} | {_fmt(cell.auroc)} | {_fmt(cell.ap)} | {len(cell.bacc)} | {paper_text} |"
+        )
+    return lines + [""]
+
+
+def render(runs: list[Run], problems: list[Problem], figures: list[str]) -> str:
+    cells = aggregate(runs)
+    alphas = {r.alpha for r in runs} | {p.key[1] for p in problems if p.key}
+    lines = [
+        "# itsr report",
+        "",
+        f"{len(runs)} finished runs; {len(problems)} skipped or failed (listed at the end). "
+        "BACC as mean ± std over seeds (n runs), beside the paper's single-run value; ✓ within "
+        f"{MATCH_TOLERANCE}. AE: reconstruction criterion; AAE and ITSR: combined criterion, as in the paper.",
+        "",
+    ]
+    if FIG5_ALPHA in alphas:
+        lines += layout_table(cells, problems, FIG5_ALPHA, "Fig. 5 (α = 5%)")
+    for alpha in TABLE1_ALPHAS:
+        if alpha in alphas:
+            lines += layout_table(cells, problems, alpha, f"Table 1 (α = {alpha * 100:g}%)")
+    if any(k[:3] == CLEAN for k in cells):
+        lines += [
+            "### Sec. 4.1: AAE on clean T-shirts, T-shirt vs Pullover",
+            "",
+            "| criterion | ours |",
+            "| --- | --- |",
+        ]
+        for criterion in ("rec", "lik", "combined"):
+            lines.append(f"| {criterion} | {paper_cell(cells, problems, *CLEAN, 'observed', criterion)} |")
+        lines.append("")
+    lines += ["## Match with the paper", "", *match_summary(cells)]
+    lines += ["## All cells, with AUROC and AP", "", *full_table(cells)]
+    if figures:
+        lines += ["## Figures", "", *[f"![{name}]({name})" for name in figures], ""]
+    if problems:
+        lines += ["## Skipped or failed runs", "", "| run | status | reason |", "| --- | --- | --- |"]
+        lines += [f"| {p.path} | {p.status} | {p.reason} |" for p in problems]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def read_csv(path: Path) -> dict[str, list[float]]:
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    columns: dict[str, list] = defaultdict(list)
+    for row in rows:
+        for key, value in row.items():
+            try:
+                columns[key].append(float(value))
+            except (TypeError, ValueError):
+                columns[key].append(value)
+    return dict(columns)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m itsr.report", description=__doc__.split("\n")[0])
+    parser.add_argument("dirs", nargs="+", type=Path, help="sweep or run directories to read")
+    parser.add_argument("--out", type=Path, default=None, help="Markdown file (default: DIR/report.md)")
+    args = parser.parse_args(argv)
+    out = args.out or args.dirs[0] / "report.md"
+    runs, problems = read_runs(args.dirs)
+    for problem in problems:
+        print(f"skipped {problem.path}: {problem.status}: {problem.reason}", file=sys.stderr)
+    if not runs:
+        print(f"no finished run (metrics.json) below {', '.join(map(str, args.dirs))}", file=sys.stderr)
+        return 1
+    from itsr.report_figures import write_report_figures
+
+    figures = write_report_figures(runs, aggregate(runs), out.parent)
+    write_bytes_atomic(out, render(runs, problems, figures).encode())
+    print(f"report: {out} ({len(runs)} runs, {len(problems)} skipped or failed, {len(figures)} figures)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

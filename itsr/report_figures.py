@@ -1,0 +1,226 @@
+"""The report's figures (Figs. 1, 3, 4, 5 of the paper), drawn from the files runs wrote."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from itsr.figures import ANOMALY_COLOR, NORMAL_COLOR  # noqa: E402
+from itsr.io import write_bytes_atomic  # noqa: E402
+from itsr.paper import METHODS, PAPER, PAPER_CRITERION, SETTINGS, SPLITS  # noqa: E402
+
+FIG_DPI = 110
+FIG5_ALPHA = 0.05
+OUTCOME_COLORS = {
+    "true normal": "tab:blue",
+    "false positive": "tab:green",
+    "true positive": "tab:orange",
+    "false negative": "tab:red",
+}
+
+
+def _save(fig, path: Path) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=FIG_DPI, bbox_inches="tight")
+    plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())
+    return path.name
+
+
+def _first(runs, setting: str, alpha: float, model: str):
+    matching = sorted(
+        (r for r in runs if (r.setting, r.alpha, r.model) == (setting, alpha, model)), key=lambda r: r.seed
+    )
+    return matching[0] if matching else None
+
+
+def fig5_bars(cells, out_dir: Path) -> str | None:
+    """BACC per method and test split, ours (mean, std over seeds) beside the paper's bars."""
+    from itsr.report import mean_std
+
+    if not any(k[1] == FIG5_ALPHA for k in cells):
+        return None
+    fig, axes = plt.subplots(1, len(SETTINGS), figsize=(5 * len(SETTINGS), 3.8), sharey=True)
+    width = 0.2
+    for ax, (setting, title) in zip(axes, SETTINGS.items()):
+        x = np.arange(len(METHODS))
+        for j, split in enumerate(SPLITS):
+            keys = [(setting, FIG5_ALPHA, m, split, PAPER_CRITERION[m]) for m in METHODS]
+            ours = [mean_std(cells[k].bacc) if k in cells else (np.nan, np.nan) for k in keys]
+            paper = [PAPER[(setting, FIG5_ALPHA, m, split, PAPER_CRITERION[m])].bacc for m in METHODS]
+            offset = (j - 0.5) * 2 * width
+            ax.bar(
+                x + offset - width / 2,
+                [o[0] for o in ours],
+                width,
+                yerr=[o[1] for o in ours],
+                color=["tab:blue", "tab:orange"][j],
+                label=f"ours, {split}",
+            )
+            ax.bar(
+                x + offset + width / 2,
+                paper,
+                width,
+                color="none",
+                edgecolor=["tab:blue", "tab:orange"][j],
+                hatch="//",
+                label=f"paper, {split}",
+            )
+        ax.set_xticks(x, [m.upper() for m in METHODS])
+        ax.set_ylim(0.4, 1.0)
+        ax.set_title(f"{title}, α = 5%")
+        ax.set_xlabel("method")
+    axes[0].set_ylabel("balanced accuracy")
+    axes[-1].legend(fontsize=7, loc="lower right")
+    return _save(fig, out_dir / "fig5_bacc.png")
+
+
+def fig1_ae_curves(runs, out_dir: Path) -> str | None:
+    run = _first(runs, "mnist_0v2", FIG5_ALPHA, "ae")
+    if run is None or not (run.path / "curves.csv").is_file():
+        return None
+    from itsr.report import read_csv
+
+    c = read_csv(run.path / "curves.csv")
+    epoch = np.array(c["epoch"])
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for group, color, style in (("normal", NORMAL_COLOR, "-"), ("anomalous", ANOMALY_COLOR, "--")):
+        mean, std = np.array(c[f"rec_{group}_mean"]), np.array(c[f"rec_{group}_std"])
+        a.plot(epoch, mean, style, color=color, label=f"{group} (training)")
+        a.fill_between(epoch, mean - std, mean + std, color=color, alpha=0.2)
+    a.set_xlabel("epoch")
+    a.set_ylabel("reconstruction error")
+    a.set_title("(a) AE on MNIST 0 vs 2, α = 5%: training errors")
+    a.legend()
+    for metric in ("tpr", "tnr", "bacc"):
+        b.plot(epoch, c[f"observed_rec_{metric}"], label=metric.upper())
+    b.set_xlabel("epoch")
+    b.set_ylabel("rate on the observed test split")
+    b.set_ylim(0, 1.02)
+    b.set_title("(b) detection with T_rec = p90")
+    b.legend()
+    return _save(fig, out_dir / "fig1_ae_curves.png")
+
+
+def fig3_clean_scatter(runs, out_dir: Path) -> str | None:
+    run = _first(runs, "fmnist_tshirt_v_pullover", 0.0, "aae")
+    if run is None or not (run.path / "test_scores.csv").is_file():
+        return None
+    from itsr.report import read_csv
+
+    c = read_csv(run.path / "test_scores.csv")
+    obs = np.array(c["split"]) == "observed"
+    anomaly = np.array(c["anomaly"], dtype=bool) & obs
+    normal = ~np.array(c["anomaly"], dtype=bool) & obs
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for mask, color, label in ((normal, NORMAL_COLOR, "T-shirt (normal)"), (anomaly, "tab:red", "Pullover (anomaly)")):
+        ax.scatter(
+            np.array(c["log_likelihood"])[mask],
+            np.array(c["rec_error"])[mask],
+            s=3,
+            alpha=0.5,
+            color=color,
+            label=label,
+        )
+    ax.set_xlabel("log-likelihood of the code")
+    ax.set_ylabel("reconstruction error")
+    ax.set_yscale("log")
+    ax.set_title("Fig. 3: AAE on clean T-shirts, test T-shirt vs Pullover")
+    ax.legend(markerscale=3)
+    return _save(fig, out_dir / "fig3_clean_scatter.png")
+
+
+def fig4_itsr(runs, out_dir: Path) -> str | None:
+    run = _first(runs, "mnist_0v2", FIG5_ALPHA, "itsr")
+    if run is None or not (run.path / "curves.csv").is_file() or not (run.path / "train_scores.csv").is_file():
+        return None
+    from itsr.report import read_csv
+
+    c, t = read_csv(run.path / "curves.csv"), read_csv(run.path / "train_scores.csv")
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    epoch = np.array(c["epoch"])
+    for group, color, style in (("normal", NORMAL_COLOR, "-"), ("anomalous", ANOMALY_COLOR, "--")):
+        mean, std = np.array(c[f"rec_{group}_mean"]), np.array(c[f"rec_{group}_std"])
+        a.plot(epoch, mean, style, color=color, label=group)
+        a.fill_between(epoch, mean - std, mean + std, color=color, alpha=0.2)
+    phases = np.array(c["phase"])
+    for phase in ("refinement", "retraining"):
+        if (phases == phase).any():
+            a.axvline(epoch[np.argmax(phases == phase)], color="k", lw=0.8, ls=":")
+    a.set_xlabel("epoch (dotted: refinement, retraining start)")
+    a.set_ylabel("reconstruction error (training)")
+    a.set_title("(a) ITSR on MNIST 0 vs 2, α = 5%: three phases")
+    a.legend()
+    anomaly, candidate = np.array(t["anomaly"], bool), np.array(t["candidate"], bool)
+    outcomes = {
+        "true normal": ~anomaly & ~candidate,
+        "false positive": ~anomaly & candidate,
+        "true positive": anomaly & candidate,
+        "false negative": anomaly & ~candidate,
+    }
+    for name, mask in outcomes.items():
+        b.scatter(
+            np.array(t["log_likelihood"])[mask],
+            np.array(t["rec_error"])[mask],
+            s=3,
+            alpha=0.6,
+            color=OUTCOME_COLORS[name],
+            label=f"{name} ({mask.sum()})",
+        )
+    b.set_xlabel("log-likelihood of the code")
+    b.set_ylabel("reconstruction error")
+    b.set_yscale("log")
+    b.set_title("(b) training set after ITSR, by the SVM's candidate set")
+    b.legend(markerscale=3, fontsize=8)
+    return _save(fig, out_dir / "fig4_itsr.png")
+
+
+def fig5_errors_before_after(runs, out_dir: Path) -> str | None:
+    available = [(s, _first(runs, s, FIG5_ALPHA, "itsr")) for s in SETTINGS]
+    available = [(s, r) for s, r in available if r and (r.path / "train_scores.csv").is_file()]
+    if not available:
+        return None
+    from itsr.report import read_csv
+
+    fig, axes = plt.subplots(1, len(available), figsize=(5 * len(available), 3.8), squeeze=False)
+    for ax, (setting, run) in zip(axes[0], available):
+        t = read_csv(run.path / "train_scores.csv")
+        if "rec_error_pretrained" not in t:
+            continue
+        anomaly = np.array(t["anomaly"], bool)
+        data, labels, colors = [], [], []
+        for stage, column in (("before", "rec_error_pretrained"), ("after", "rec_error")):
+            for name, mask, color in (("normal", ~anomaly, NORMAL_COLOR), ("anomalous", anomaly, ANOMALY_COLOR)):
+                data.append(np.array(t[column])[mask])
+                labels.append(f"{name}\n{stage}")
+                colors.append(color)
+        parts = ax.boxplot(data, showfliers=False, patch_artist=True)
+        for patch, color in zip(parts["boxes"], colors):
+            patch.set_facecolor(color)
+        ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=8)
+        ax.set_ylabel("reconstruction error (training)")
+        ax.set_title(f"{SETTINGS[setting]}: before / after ITSR")
+        ax.legend(
+            handles=[Patch(color=NORMAL_COLOR, label="normal"), Patch(color=ANOMALY_COLOR, label="anomalous")],
+            fontsize=8,
+        )
+    return _save(fig, out_dir / "fig5def_itsr_errors.png")
+
+
+def write_report_figures(runs, cells, out_dir: Path) -> list[str]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    made = [
+        fig5_bars(cells, out_dir),
+        fig1_ae_curves(runs, out_dir),
+        fig3_clean_scatter(runs, out_dir),
+        fig4_itsr(runs, out_dir),
+        fig5_errors_before_after(runs, out_dir),
+    ]
+    return [m for m in made if m]
