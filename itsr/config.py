@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-KNOWN_DATASETS = ("mnist", "fmnist")
+KNOWN_DATASETS = ("mnist", "fmnist", "folder")
 KNOWN_MODELS = ("ae", "aae", "itsr")
 ALPHA_RANGE = "[0, 0.5)"
 
@@ -25,6 +25,25 @@ def validate(cfg: DictConfig) -> None:
     ds = cfg.dataset
     if ds.name not in KNOWN_DATASETS:
         raise ConfigError(f"dataset.name must be one of {KNOWN_DATASETS}, got {ds.name!r}")
+    if ds.name == "folder":
+        _validate_folder(cfg)
+    else:
+        _validate_benchmark(cfg)
+    _validate_training(cfg)
+
+
+def _validate_folder(cfg: DictConfig) -> None:
+    ds = cfg.dataset
+    if OmegaConf.is_missing(ds, "root") or not ds.root:
+        raise ConfigError("dataset.root is required with dataset=folder: dataset.root=/path/to/your/images")
+    if ds.color not in ("gray", "rgb"):
+        raise ConfigError(f"dataset.color must be gray or rgb, got {ds.color!r}")
+    if len(ds.size) != 2 or any(not isinstance(v, int) or v < 1 for v in ds.size):
+        raise ConfigError(f"dataset.size must be [height, width] of positive integers, got {list(ds.size)}")
+
+
+def _validate_benchmark(cfg: DictConfig) -> None:
+    ds = cfg.dataset
     for key in ("normal_class", "anomaly_class"):
         if not isinstance(ds[key], int) or not 0 <= ds[key] < ds.num_classes:
             raise ConfigError(
@@ -35,6 +54,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"dataset.normal_class and dataset.anomaly_class must differ, both are {ds.normal_class}")
     if not isinstance(cfg.alpha, (int, float)) or not 0.0 <= cfg.alpha < 0.5:
         raise ConfigError(f"alpha must lie in {ALPHA_RANGE}, got {cfg.alpha!r}")
+
+
+def _validate_training(cfg: DictConfig) -> None:
     if cfg.model.name not in KNOWN_MODELS:
         raise ConfigError(f"model.name must be one of {KNOWN_MODELS}, got {cfg.model.name!r}")
     for key in ("batch_size", "score_batch_size", "curves.every_n_epochs", "checkpoint.every_n_epochs"):

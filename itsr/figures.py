@@ -28,8 +28,9 @@ def training_error_histogram(rec_error: torch.Tensor, is_anomaly: torch.Tensor, 
     """Reconstruction error of normal vs anomalous training images (Fig. 5 d-f)."""
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     bins = torch.linspace(0, float(rec_error.max()), 60).numpy()
-    ax.hist(rec_error[~is_anomaly].numpy(), bins=bins, density=True, alpha=0.6, color=NORMAL_COLOR, label="normal")
-    ax.hist(rec_error[is_anomaly].numpy(), bins=bins, density=True, alpha=0.6, color=ANOMALY_COLOR, label="anomalous")
+    for mask, color, label in ((~is_anomaly, NORMAL_COLOR, "normal"), (is_anomaly, ANOMALY_COLOR, "anomalous")):
+        if mask.any():  # an unlabeled folder has no known anomalies
+            ax.hist(rec_error[mask].numpy(), bins=bins, density=True, alpha=0.6, color=color, label=label)
     ax.set_xlabel("reconstruction error (pixelwise MSE)")
     ax.set_ylabel("density")
     ax.set_title(title)

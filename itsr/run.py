@@ -28,8 +28,10 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from itsr.config import validate
 from itsr.curves import TrainingCurves
-from itsr.data.datamodule import AnomalyDataModule, BenchmarkDataModule
+from itsr.data.datamodule import AnomalyDataModule, BenchmarkDataModule, FolderDataModule
+from itsr.data.images import MNIST_PREPROCESSING, Preprocessing
 from itsr.evaluation import Evaluation, error_by_group, evaluate
+from itsr.export import MODEL_FILE, save_model
 from itsr.figures import latent_scatter, score_scatter, training_error_histogram
 from itsr.io import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from itsr.refinement import ITSRRefinement
@@ -52,7 +54,24 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def preprocessing_of(cfg: DictConfig) -> Preprocessing:
+    if cfg.dataset.name == "folder":
+        return Preprocessing(tuple(cfg.dataset.size), cfg.dataset.color, resize=True)
+    return MNIST_PREPROCESSING
+
+
 def build_datamodule(cfg: DictConfig) -> AnomalyDataModule:
+    if cfg.dataset.name == "folder":
+        ds = cfg.dataset
+        return FolderDataModule(
+            root=ds.root,
+            preprocessing=preprocessing_of(cfg),
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            test_root=ds.test_root,
+            test_csv=ds.test_csv,
+            train_labels_csv=ds.train_labels_csv,
+        )
     return BenchmarkDataModule(
         name=cfg.dataset.name,
         normal_class=cfg.dataset.normal_class,
@@ -132,15 +151,16 @@ def write_figures(run_dir: Path, cfg: DictConfig, result: Evaluation, dm: Anomal
     training_error_histogram(
         train["rec_error"], dm.train.is_anomaly, f"Training errors: {setting}", run_dir / "train_errors.png"
     )
-    if "log_likelihood" in train:
-        observed = result.scores["observed"]
+    if "log_likelihood" in train and dm.test:
+        split = next(iter(dm.test))  # "observed" for the benchmarks
+        observed = result.scores[split]
         score_scatter(
             observed["rec_error"],
             observed["log_likelihood"],
-            dm.test["observed"].is_anomaly,
+            dm.test[split].is_anomaly,
             result.thresholds.t_rec,
             result.thresholds.t_prior,
-            f"Observed test split: {setting}",
+            f"Test split {split}: {setting}",
             run_dir / "test_scores_scatter.png",
         )
         latent_scatter(train["code"], dm.train.is_anomaly, f"Training codes: {setting}", run_dir / "latent.png")
@@ -215,16 +235,26 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple = 
         trainer.fit(module, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, run_dir))
 
         result = evaluate(module, dm, cfg.score_batch_size, cfg.scoring.rec_percentile, cfg.scoring.lik_percentile)
-        write_test_scores(run_dir / "test_scores.csv", result, dm)
+        if dm.test:
+            write_test_scores(run_dir / "test_scores.csv", result, dm)
         write_train_scores(run_dir / "train_scores.csv", result, dm, refinement)
+        save_model(
+            run_dir / MODEL_FILE,
+            module,
+            cfg.model.name,
+            result.thresholds,
+            result.scores["train"],
+            preprocessing_of(cfg),
+            {"rec": cfg.scoring.rec_percentile, "lik": cfg.scoring.lik_percentile},
+        )
         write_figures(run_dir, cfg, result, dm)
         metrics = {
             "format_version": METRICS_FORMAT,
             "config": {
                 "dataset": cfg.dataset.name,
                 "setting": cfg.dataset.setting,
-                "normal_class": cfg.dataset.normal_class,
-                "anomaly_class": cfg.dataset.anomaly_class,
+                "normal_class": cfg.dataset.get("normal_class"),
+                "anomaly_class": cfg.dataset.get("anomaly_class"),
                 "alpha": cfg.alpha,
                 "seed": cfg.seed,
                 "model": cfg.model.name,

@@ -225,11 +225,11 @@ node_ready() { [[ $(node_state) =~ ^(idle|mixed|allocated|completing)$ ]]; }
 
 start() {
   install_packages
-  local t0=$SECONDS
   if running "$D/run/slurmctld.pid" slurmctld && running "$D/run/slurmd.pid" slurmd &&
      running "$D/run/munged.pid" munged && node_ready; then
-    say "already running (node localhost: $(node_state))"
+    say "already running (node localhost $(node_state))"
   else
+    local t0=$SECONDS
     write_config
     start_munged
     start_slurmctld
@@ -239,6 +239,7 @@ start() {
       tail -n 20 "$D/log/slurmd.log" "$D/log/slurmctld.log" >&2 || true
       die "node localhost is not idle (state: $(node_state || echo unknown))"
     }
+    say "up in $((SECONDS - t0)) s: node localhost $(node_state), $(nproc) CPUs, config $CONF, logs in $D/log"
   fi
   write_sacct_standin
   local env_path=""
@@ -249,7 +250,6 @@ start() {
   fi
   link "$CONF" /etc/slurm/slurm.conf || true
   printf 'export SLURM_CONF=%s\n%s\n' "$CONF" "$env_path" >"$D/env.sh"
-  say "up in $((SECONDS - t0)) s: node localhost $(node_state), $(nproc) CPUs; logs in $D/log"
   [[ $(readlink /etc/slurm/slurm.conf 2>/dev/null) == "$CONF" && -z $env_path ]] ||
     say "in a new shell: source $D/env.sh"
 }
@@ -294,7 +294,7 @@ status() {
     else say "$name not running"; ok=1; fi
   done
   if ((ok == 0)) && node_ready; then
-    sinfo -N -o '%N %T %c CPUs %m MB %P'
+    sinfo -N -o '%N %T %c %m %P'
   else
     ok=1
   fi

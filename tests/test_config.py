@@ -20,7 +20,9 @@ GROUPS = {
 
 @pytest.mark.parametrize(("dataset", "model"), list(itertools.product(GROUPS["dataset"], GROUPS["model"])))
 def test_every_dataset_and_model_composes_with_paper_defaults(dataset: str, model: str) -> None:
-    cfg = compose_cfg([f"dataset={dataset}", f"model={model}"])
+    cfg = compose_cfg(
+        [f"dataset={dataset}", f"model={model}"] + (["dataset.root=/images"] if dataset == "folder" else [])
+    )
     validate(cfg)
     OmegaConf.to_container(cfg.model, resolve=True)  # every interpolation resolves
     assert cfg.alpha == 0.05 and cfg.scoring.rec_percentile == 90 and cfg.scoring.lik_percentile == 10
@@ -73,6 +75,9 @@ def test_named_settings_and_overridable_classes() -> None:
         ("model.refinement.nu=0", "model.refinement.nu must lie in"),
         ("model.refinement.w_anomaly=0.5", "model.refinement.w_anomaly must be < 0"),
         ("scoring.rec_percentile=101", "scoring.rec_percentile"),
+        ("dataset=folder", "dataset.root is required"),
+        ("dataset=folder dataset.root=/x dataset.color=cmyk", "dataset.color must be gray or rgb"),
+        ("dataset=folder dataset.root=/x dataset.size=[28]", r"dataset.size must be \[height, width\]"),
     ],
 )
 def test_bad_values_fail_naming_the_key(override: str, message: str) -> None:

@@ -20,10 +20,12 @@ from tests.conftest import DATA_DIR, REPO_ROOT, tiny_overrides
 def fake_run(root, name, setting="mnist_0v2", alpha=0.05, model="itsr", seed=0, bacc=0.9, fmt=METRICS_FORMAT):
     criteria = ("rec",) if model == "ae" else ("rec", "lik", "combined")
     values = {"tpr": bacc, "tnr": bacc, "bacc": bacc, "auroc": 0.95, "ap": None}
-    metrics = {"format_version": fmt,
-               "config": {"setting": setting, "alpha": alpha, "model": model, "seed": seed},
-               "thresholds": {"t_rec": 0.1, "t_prior": None if model == "ae" else -3.0},
-               "metrics": {s: {c: dict(values) for c in criteria} for s in ("observed", "unobserved")}}
+    metrics = {
+        "format_version": fmt,
+        "config": {"setting": setting, "alpha": alpha, "model": model, "seed": seed},
+        "thresholds": {"t_rec": 0.1, "t_prior": None if model == "ae" else -3.0},
+        "metrics": {s: {c: dict(values) for c in criteria} for s in ("observed", "unobserved")},
+    }
     write_json_atomic(root / name / "metrics.json", metrics)
     return root / name
 
@@ -62,12 +64,18 @@ def test_failed_half_written_and_foreign_runs_are_listed_not_dropped(tmp_path, c
     (tmp_path / "running" / ".hydra").mkdir(parents=True)
     failed = tmp_path / "failed"
     (failed / ".hydra").mkdir(parents=True)
-    (failed / ".hydra" / "config.yaml").write_text("dataset: {setting: fmnist_tshirt_v_boot}\nalpha: 0.05\nmodel: {name: aae}\n")
+    (failed / ".hydra" / "config.yaml").write_text(
+        "dataset: {setting: fmnist_tshirt_v_boot}\nalpha: 0.05\nmodel: {name: aae}\n"
+    )
     write_json_atomic(failed / "failed.json", {"error": "NonFiniteLossError", "message": "nan at epoch 3"})
     assert main([str(tmp_path), "--out", str(tmp_path / "r.md")]) == 0
     err = capsys.readouterr().err
-    for name, status in (("old", "other-version"), ("broken", "unreadable"), ("running", "incomplete"),
-                         ("failed", "failed")):
+    for name, status in (
+        ("old", "other-version"),
+        ("broken", "unreadable"),
+        ("running", "incomplete"),
+        ("failed", "failed"),
+    ):
         assert f"{tmp_path / name}: {status}" in err
     text = (tmp_path / "r.md").read_text()
     assert "**failed** (1 run) · paper 0.78" in text
@@ -88,10 +96,24 @@ def png_size(path) -> tuple[int, int]:
 @pytest.mark.slow
 def test_a_tiny_sweep_then_the_report_fills_every_cell_and_draws_the_figures(tmp_path) -> None:
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "itsr.run", "-m", "experiment=quick", "alpha=0.05", *tiny_overrides("itsr")[1:],
-           "model.module.disc_hidden=[32,32]", "dataset.epochs.ae=2", "dataset.epochs.aae=2",
-           "dataset.epochs.itsr_pretrain=1", "dataset.epochs.itsr_round=1", "dataset.epochs.itsr_retrain=1",
-           "curves.every_n_epochs=1", f"data_dir={DATA_DIR}", f"hydra.sweep.dir={sweep}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "itsr.run",
+        "-m",
+        "experiment=quick",
+        "alpha=0.05",
+        *tiny_overrides("itsr")[1:],
+        "model.module.disc_hidden=[32,32]",
+        "dataset.epochs.ae=2",
+        "dataset.epochs.aae=2",
+        "dataset.epochs.itsr_pretrain=1",
+        "dataset.epochs.itsr_round=1",
+        "dataset.epochs.itsr_retrain=1",
+        "curves.every_n_epochs=1",
+        f"data_dir={DATA_DIR}",
+        f"hydra.sweep.dir={sweep}",
+    ]
     # model.module.disc_hidden does not exist for the AE: the preset's model list is narrowed to AAE/ITSR
     cmd.append("model=aae,itsr")
     out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)

@@ -11,10 +11,22 @@ from tests.wandb_offline import read_run
 
 def test_a_multirun_logs_one_offline_wandb_run_per_job_in_one_group(tmp_path) -> None:
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "itsr.run", "-m", "logger=wandb", *tiny_overrides("itsr"),
-           "dataset.epochs.itsr_pretrain=1", "dataset.epochs.itsr_round=1", "dataset.epochs.itsr_retrain=1",
-           "model.refinement.rounds=2", "curves.every_n_epochs=1", "alpha=0.05,0.01", f"data_dir={DATA_DIR}",
-           f"hydra.sweep.dir={sweep}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "itsr.run",
+        "-m",
+        "logger=wandb",
+        *tiny_overrides("itsr"),
+        "dataset.epochs.itsr_pretrain=1",
+        "dataset.epochs.itsr_round=1",
+        "dataset.epochs.itsr_retrain=1",
+        "model.refinement.rounds=2",
+        "curves.every_n_epochs=1",
+        "alpha=0.05,0.01",
+        f"data_dir={DATA_DIR}",
+        f"hydra.sweep.dir={sweep}",
+    ]
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -26,9 +38,16 @@ def test_a_multirun_logs_one_offline_wandb_run_per_job_in_one_group(tmp_path) ->
     assert sorted(r["tags"][1] for r in runs) == ["alpha=0.01", "alpha=0.05"]
     for r in runs:
         summary = r["summary"]
-        for key in ("loss/reconstruction", "loss/discriminator", "loss/generator", "refinement/recall",
-                    "curves/rec_anomalous_mean", "test/observed/combined/bacc", "test/unobserved/rec/auroc",
-                    "retraining/n_negative"):
+        for key in (
+            "loss/reconstruction",
+            "loss/discriminator",
+            "loss/generator",
+            "refinement/recall",
+            "curves/rec_anomalous_mean",
+            "test/observed/combined/bacc",
+            "test/unobserved/rec/auroc",
+            "retraining/n_negative",
+        ):
             assert key in summary, f"{key} not logged; logged: {sorted(summary)}"
         assert any(k.startswith("figures/") for k in summary), "figures logged as images"
         assert '"model"' in r["config"].get("dataset", "") or "model" in r["config"], "resolved config logged"

@@ -1,0 +1,103 @@
+"""The scoring model file, `model.pt` in the run directory: weights, thresholds, preprocessing.
+
+It holds tensors and plain data only and is read with `torch.load(weights_only=True)`, so loading a
+file from someone else never runs code from it; a file that carries pickled objects is refused.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+
+from itsr.data.images import Preprocessing
+from itsr.io import write_bytes_atomic
+from itsr.models import AdversarialAutoencoderModule, AnomalyModel, AutoencoderModule
+from itsr.scoring import Thresholds
+
+MODEL_FILE = "model.pt"
+MODEL_FORMAT = 1
+MODULES = {"ae": AutoencoderModule, "aae": AdversarialAutoencoderModule}
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used for scoring; the message says why and what to do."""
+
+
+def _plain(obj):
+    """hparams as plain lists, dicts and numbers (weights_only loading accepts nothing else)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def save_model(
+    path: Path,
+    module: AnomalyModel,
+    model_name: str,
+    thresholds: Thresholds,
+    train_scores: dict[str, torch.Tensor],
+    preprocessing: Preprocessing,
+    percentiles: dict[str, float],
+) -> None:
+    payload = {
+        "format": MODEL_FORMAT,
+        "model": model_name,
+        "module": "aae" if module.has_likelihood else "ae",
+        "hparams": _plain(dict(module.hparams)),
+        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+        "thresholds": thresholds.to_dict(),
+        "percentiles": dict(percentiles),
+        "criterion": "combined" if module.has_likelihood else "rec",
+        "preprocessing": preprocessing.to_dict(),
+        # the training scores, so a user can pick other percentiles at scoring time
+        "train_rec_error": train_scores["rec_error"].detach().cpu(),
+        "train_log_likelihood": train_scores["log_likelihood"].detach().cpu()
+        if "log_likelihood" in train_scores
+        else None,
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def resolve_model_path(model: str | Path) -> Path:
+    path = Path(model)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if path.suffix == ".ckpt":
+        raise ModelFileError(
+            f"{path}: a Lightning checkpoint holds no thresholds or preprocessing; give the run directory "
+            f"or its {MODEL_FILE}"
+        )
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no model file; give a run directory of `python -m itsr.run` or its {MODEL_FILE}")
+    return path
+
+
+def load_model(model: str | Path) -> tuple[AnomalyModel, dict]:
+    """The module in eval mode and the file's metadata."""
+    path = resolve_model_path(model)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ModelFileError(
+            f"{path}: refused or unreadable ({type(error).__name__}); itsr model files hold tensors and plain "
+            "data only, and this one does not load that way. Re-export it with `python -m itsr.run`."
+        ) from error
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ModelFileError(
+            f"{path}: model file format {found}, this version reads {MODEL_FORMAT}; retrain or "
+            "use the itsr version that wrote it"
+        )
+    for key in ("thresholds", "preprocessing", "state_dict", "hparams", "module"):
+        if payload.get(key) is None:
+            raise ModelFileError(f"{path}: no {key} in the model file; it cannot score images")
+    module = MODULES[payload["module"]](**payload["hparams"])
+    module.load_state_dict(payload["state_dict"])
+    module.eval()
+    return module, payload

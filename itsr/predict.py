@@ -1,0 +1,195 @@
+"""Score new images with a trained model and the thresholds saved with it.
+
+    python -m itsr.predict MODEL INPUT... [--out scores.csv] [--montage worst.png]
+
+MODEL is a run directory of `python -m itsr.run` (its model.pt) or a model.pt file; INPUT is image
+files or folders (PNG, JPEG, BMP; nested folders allowed). Writes a CSV with the columns
+path,rec_error,log_likelihood,score,is_anomaly (score: the criterion's single score, higher = more
+anomalous, > 0 exactly when the image is flagged) and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+import torch
+
+from itsr.data.images import ImageSizeError, Preprocessing, find_images, load_images
+from itsr.export import ModelFileError, load_model
+from itsr.io import write_bytes_atomic
+from itsr.scoring import CRITERIA, Thresholds, criterion_scores, decisions, fit_thresholds
+
+MONTAGE_DEFAULT_COUNT = 16
+
+
+class PredictError(RuntimeError):
+    """Bad input for scoring; the message names the file and the fix."""
+
+
+def thresholds_for(payload: dict, rec_percentile: float | None, lik_percentile: float | None) -> Thresholds:
+    """The saved thresholds, or new ones from the saved training scores at other percentiles."""
+    if rec_percentile is None and lik_percentile is None:
+        return Thresholds(**payload["thresholds"])
+    saved = payload["percentiles"]
+    return fit_thresholds(
+        payload["train_rec_error"],
+        payload["train_log_likelihood"],
+        rec_percentile if rec_percentile is not None else saved["rec"],
+        lik_percentile if lik_percentile is not None else saved["lik"],
+    )
+
+
+def score_paths(
+    model: str | Path,
+    inputs: list[str | Path],
+    criterion: str | None = None,
+    rec_percentile: float | None = None,
+    lik_percentile: float | None = None,
+    batch_size: int = 1024,
+    device: str | None = None,
+    progress: bool = False,
+) -> dict:
+    """Scores of every readable image; the result also lists skipped files and the thresholds used."""
+    module, payload = load_model(model)
+    criterion = criterion or payload["criterion"]
+    if criterion not in CRITERIA or (criterion != "rec" and not module.has_likelihood):
+        allowed = CRITERIA if module.has_likelihood else ("rec",)
+        raise PredictError(f"--criterion {criterion}: this {payload['model']} model offers {allowed}")
+    prep = Preprocessing.from_dict(payload["preprocessing"])
+    paths = find_images(*inputs)
+    if not paths:
+        raise PredictError(f"no image files (.png, .jpg, .jpeg, .bmp) in {', '.join(map(str, inputs))}")
+    x, kept, skipped = load_images(paths, prep, progress=progress)
+    if not kept:
+        raise PredictError(f"none of the {len(paths)} files is a readable image (see the warnings above)")
+    module.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    scores = module.score(x, batch_size)
+    thresholds = thresholds_for(payload, rec_percentile, lik_percentile)
+    lik = scores.get("log_likelihood")
+    return {
+        "paths": kept,
+        "skipped": skipped,
+        "rec_error": scores["rec_error"],
+        "log_likelihood": lik,
+        "score": criterion_scores(thresholds, scores["rec_error"], lik)[criterion],
+        "is_anomaly": decisions(thresholds, scores["rec_error"], lik)[criterion],
+        "reconstruction": module.decode(scores["code"].to(module.device)).detach().cpu(),
+        "inputs": x,
+        "thresholds": thresholds,
+        "criterion": criterion,
+        "preprocessing": prep,
+    }
+
+
+def write_predictions(path: Path, result: dict) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "rec_error", "log_likelihood", "score", "is_anomaly"])
+    lik = result["log_likelihood"]
+    for i, image in enumerate(result["paths"]):
+        writer.writerow(
+            [
+                str(image),
+                repr(float(result["rec_error"][i])),
+                "" if lik is None else repr(float(lik[i])),
+                repr(float(result["score"][i])),
+                int(result["is_anomaly"][i]),
+            ]
+        )
+    write_bytes_atomic(path, buffer.getvalue().encode())
+
+
+def write_montage(path: Path, result: dict, count: int) -> None:
+    """The most anomalous images (top row of each pair) above their reconstructions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    prep: Preprocessing = result["preprocessing"]
+    order = torch.argsort(result["score"], descending=True)[:count]
+    columns = min(8, len(order))
+    rows = 2 * ((len(order) + columns - 1) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.7 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    channels = 3 if prep.color == "rgb" else 1
+    for k, i in enumerate(order.tolist()):
+        r, c = 2 * (k // columns), k % columns
+        for row, image in ((r, result["inputs"][i]), (r + 1, result["reconstruction"][i])):
+            pixels = image.reshape(channels, *prep.size).permute(1, 2, 0).squeeze(-1).clamp(0, 1).numpy()
+            axes[row][c].imshow(pixels, cmap="gray" if channels == 1 else None, vmin=0, vmax=1)
+        axes[r][c].set_title(f"{result['paths'][i].name[:14]}\nscore {float(result['score'][i]):.2f}", fontsize=7)
+    fig.suptitle(
+        f"Most anomalous images (criterion {result['criterion']}): image above, reconstruction below", fontsize=9
+    )
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m itsr.predict", description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="run directory of `python -m itsr.run`, or its model.pt")
+    parser.add_argument("inputs", nargs="+", help="image files or folders")
+    parser.add_argument("--out", type=Path, default=Path("scores.csv"), help="CSV to write (default: scores.csv)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    parser.add_argument("--criterion", choices=CRITERIA, help="default: the model's (combined, or rec for the AE)")
+    parser.add_argument(
+        "--rec-percentile",
+        type=float,
+        help="T_rec from this percentile of the training errors instead of the saved threshold (the paper: 90)",
+    )
+    parser.add_argument(
+        "--lik-percentile",
+        type=float,
+        help="T_prior from this percentile of the training "
+        "log-likelihoods instead of the saved threshold (the paper: 10)",
+    )
+    parser.add_argument("--montage", type=Path, help="PNG grid of the most anomalous images and reconstructions")
+    parser.add_argument("--montage-count", type=int, default=MONTAGE_DEFAULT_COUNT)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    args = parser.parse_args(argv)
+    for target in (args.out, args.montage):
+        if target is not None and target.exists() and not args.overwrite:
+            print(f"error: {target} exists; pass --overwrite to replace it", file=sys.stderr)
+            return 2
+    try:
+        result = score_paths(
+            args.model,
+            args.inputs,
+            args.criterion,
+            args.rec_percentile,
+            args.lik_percentile,
+            args.batch_size,
+            args.device,
+            progress=True,
+        )
+    except (ModelFileError, PredictError, ImageSizeError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    write_predictions(args.out, result)
+    if args.montage:
+        write_montage(args.montage, result, args.montage_count)
+    n, flagged = len(result["paths"]), int(result["is_anomaly"].sum())
+    th = result["thresholds"]
+    print(
+        f"scored {n} images: {flagged} flagged as anomalous ({100 * flagged / n:.1f}%), criterion "
+        f"{result['criterion']}, T_rec {th.t_rec:.5g}" + (f", T_prior {th.t_prior:.4g}" if th.t_prior else "")
+    )
+    if result["skipped"]:
+        print(f"skipped {len(result['skipped'])} unreadable files:")
+        for path, reason in result["skipped"]:
+            print(f"  {path}: {reason}")
+    print(f"written: {args.out}" + (f", {args.montage}" if args.montage else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
