@@ -122,7 +122,7 @@ def test_a_tiny_sweep_then_the_report_fills_every_cell_and_draws_the_figures(tmp
     assert main([str(sweep)]) == 0
     text = (sweep / "report.md").read_text()
     fig5 = text.split("### Fig. 5")[1].split("###")[0]
-    for line in [l for l in fig5.splitlines() if l.startswith("| AAE") or l.startswith("| ITSR")]:
+    for line in [row for row in fig5.splitlines() if row.startswith(("| AAE", "| ITSR"))]:
         assert "missing" not in line and "failed" not in line, line
     for figure in ("fig5_bacc.png", "fig4_itsr.png", "fig5def_itsr_errors.png"):
         width, height = png_size(sweep / figure)
