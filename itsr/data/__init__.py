@@ -1,0 +1,1 @@
+"""Dataset acquisition and IDX file reading for MNIST and Fashion-MNIST."""

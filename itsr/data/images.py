@@ -1,0 +1,115 @@
+"""Image files (PNG, JPEG, BMP) to tensors, with Pillow: decode, grayscale or RGB, resize, [0, 1].
+
+Used for training on a folder and for scoring new images, so both see the same preprocessing.
+An unreadable or non-image file is skipped with a warning that names it, never fatal for a folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+COLOR_MODES = {"gray": "L", "rgb": "RGB"}
+PIXEL_MAX = 255.0
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images become network inputs; saved with the model so scoring repeats it exactly."""
+
+    size: tuple[int, int]  # (height, width)
+    color: str  # "gray" or "rgb"
+    resize: bool = True  # False: an image of another size is an error (the model never saw resized data)
+
+    def __post_init__(self) -> None:
+        if self.color not in COLOR_MODES:
+            raise ValueError(f"dataset.color must be one of {tuple(COLOR_MODES)}, got {self.color!r}")
+        if len(self.size) != 2 or min(self.size) < 1:
+            raise ValueError(f"dataset.size must be [height, width] with positive sides, got {list(self.size)}")
+
+    @property
+    def input_dim(self) -> int:
+        return self.size[0] * self.size[1] * (3 if self.color == "rgb" else 1)
+
+    def to_dict(self) -> dict:
+        return {"size": list(self.size), "color": self.color, "resize": self.resize}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocessing:
+        return cls(tuple(int(v) for v in d["size"]), str(d["color"]), bool(d.get("resize", True)))
+
+
+class ImageSizeError(ValueError):
+    """An image's size does not match a model that was trained without resizing."""
+
+
+MNIST_PREPROCESSING = Preprocessing((28, 28), "gray", resize=False)
+
+
+def find_images(*inputs: str | Path) -> list[Path]:
+    """Files given directly, and every file below given folders (nested allowed), sorted.
+
+    Folders yield only files with an image suffix; a file named explicitly is taken as it is (it is
+    skipped later if it does not decode). A missing input is an error naming it.
+    """
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.is_file():
+            found.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such file or folder")
+    return found
+
+
+def load_image(path: Path, prep: Preprocessing) -> np.ndarray:
+    """One image as float32 [C*H*W] in [0, 1] (channels first for RGB)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image = image.convert(COLOR_MODES[prep.color])
+        if image.size != (prep.size[1], prep.size[0]) and not prep.resize:
+            raise ImageSizeError(
+                f"{path}: image is {image.size[1]}x{image.size[0]} (height x width), the model takes "
+                f"{prep.size[0]}x{prep.size[1]} and was trained without resizing; resize the image, or train "
+                "on your own images with dataset=folder dataset.size=[H,W]"
+            )
+        if image.size != (prep.size[1], prep.size[0]):
+            image = image.resize((prep.size[1], prep.size[0]), Image.Resampling.BILINEAR)
+        array = np.asarray(image, dtype=np.float32) / PIXEL_MAX
+    if array.ndim == 3:
+        array = array.transpose(2, 0, 1)
+    return array.reshape(-1)
+
+
+def load_images(paths: list[Path], prep: Preprocessing, progress: bool = False):
+    """(tensor [N, C*H*W], kept paths, skipped [(path, reason)])."""
+    rows, kept, skipped = [], [], []
+    iterator = paths
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(paths, desc="reading images", unit="img", leave=False)
+    for path in iterator:
+        try:
+            rows.append(load_image(path, prep))
+            kept.append(path)
+        except ImageSizeError:
+            raise
+        except Exception as error:  # Pillow raises many types for bad files; skip and say which
+            reason = f"{type(error).__name__}: {error}"
+            log.warning("skipped %s: not a readable image (%s)", path, reason)
+            skipped.append((path, reason))
+    x = torch.from_numpy(np.stack(rows)) if rows else torch.empty(0, prep.input_dim)
+    return x, kept, skipped
+
+
+__all__ = ["Preprocessing", "MNIST_PREPROCESSING", "find_images", "load_image", "load_images"]
