@@ -28,6 +28,9 @@ run: data
 test: data
 	$(BIN)/python -m pytest -q
 
+bench: data
+	$(BIN)/python -m itsr.bench
+
 lint: $(STAMP)
 	$(BIN)/ruff check itsr tests scripts
 

@@ -203,6 +203,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple = 
     if cfg.data_on_device and cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available():
         dm.place_on("cuda")
     module = instantiate(cfg.model.module, input_dim=dm.input_dim, _convert_="all")
+    if cfg.compile.enabled:
+        module.compile_networks(**OmegaConf.to_container(cfg.compile.options, resolve=True))
     refinement = build_refinement(cfg)
     max_epochs = refinement.schedule.total_epochs if refinement else cfg.model.max_epochs
 
