@@ -54,6 +54,14 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def slurm_plugins() -> list | None:
+    """Inside a SLURM job, let submitit own requeueing (USR2, then ckpt_path=auto resumes) and keep
+    Lightning's SLURM environment from installing a second requeue handler."""
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None
+
+
 def preprocessing_of(cfg: DictConfig) -> Preprocessing:
     if cfg.dataset.name == "folder":
         return Preprocessing(tuple(cfg.dataset.size), cfg.dataset.color, resize=True)
@@ -229,6 +237,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple = 
     with finishing(logger):
         trainer = pl.Trainer(
             **OmegaConf.to_container(cfg.trainer, resolve=True),
+            plugins=slurm_plugins(),
             max_epochs=max_epochs,
             callbacks=callbacks,
             logger=logger,

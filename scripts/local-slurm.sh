@@ -20,18 +20,17 @@
 # Exit status 77: SLURM cannot run here (not Linux, not root, no apt-get); the tests skip on it.
 set -euo pipefail
 
-D=${ITSR_SLURM_DIR:-/tmp/itsr-slurm}
+D=$(realpath -m "${ITSR_SLURM_DIR:-/tmp/itsr-slurm}")   # slurm.conf needs absolute paths
 PORT=${ITSR_SLURM_PORT:-6817}
 TIMEOUT=${ITSR_SLURM_TIMEOUT:-60}
 CONF=$D/slurm.conf
 MUNGE_SOCKET=$D/munge/munge.socket
 ADDED=$D/added                      # paths outside $D that start created; stop removes them
 PACKAGES=(slurmctld slurmd slurm-client munge)
-SACCT_MARK="itsr-local-slurm sacct stand-in"
 export SLURM_CONF=$CONF
 
 say() { echo "local-slurm: $*"; }
-die() { echo "local-slurm: error: $*" >&2; exit "${2:-1}"; }
+die() { echo "local-slurm: error: $1" >&2; exit "${2:-1}"; }
 unsupported() { die "$1" 77; }
 
 # wait_until DESCRIPTION CMD...: poll CMD every 0.2 s until it succeeds, up to $TIMEOUT seconds
@@ -81,7 +80,7 @@ install_packages() {
   say "installing ${missing[*]}"
   if ! "${apt[@]}"; then
     say "install failed; refreshing the package lists and trying again"
-    apt-get update -q && "${apt[@]}" || die "apt-get could not install ${missing[*]}"
+    if ! { apt-get update -q && "${apt[@]}"; }; then die "apt-get could not install ${missing[*]}"; fi
   fi
   if [[ -n $backup ]]; then mv -f "$backup" "$policy"; else rm -f "$policy"; fi
   trap - EXIT
@@ -192,11 +191,14 @@ link() {
   grep -qxF "$2" "$ADDED" 2>/dev/null || echo "$2" >>"$ADDED"
 }
 
-real_sacct_works() {
+real_sacct_works() { # the first sacct on PATH that is not our stand-in answers a query
   local sacct
-  sacct=$(PATH=${PATH//$D\/bin:/} type -P sacct) || return 1
-  [[ $(readlink -f "$sacct") != "$D/bin/sacct" ]] || return 1
-  "$sacct" -n -X -o JobID -j 1 >/dev/null 2>&1
+  while IFS= read -r sacct; do
+    [[ $(readlink -f "$sacct") == "$D/bin/sacct" ]] && continue
+    "$sacct" -n -X -o JobID -j 1 >/dev/null 2>&1
+    return
+  done < <(type -aP sacct)
+  return 1
 }
 
 start_munged() {

@@ -3,7 +3,8 @@
 The SLURM tests bring up a single-node SLURM cluster on localhost (scripts/local-slurm.sh: Debian
 packages, munged, slurmctld, slurmd), send a 2 x 2 grid through hydra/launcher=slurm as one job array,
 check every job's metrics.json and that each job was a task of that array, and stop the daemons again
-if they started them. They skip where SLURM cannot run (not Linux, not root, no apt-get).
+if they started them. They skip where SLURM cannot run (not Linux, not root, no apt-get) or when
+ITSR_SLURM_TESTS=0.
 The local launcher (submitit_local) needs nothing but the venv.
 """
 
@@ -52,6 +53,8 @@ def script(command: str, timeout: float) -> subprocess.CompletedProcess:
 def slurm_env() -> dict[str, str]:
     """A running local SLURM cluster; the environment that reaches it (our slurm.conf, the sacct
     stand-in first on PATH). Started here, and then stopped here, unless it was already running."""
+    if os.environ.get("ITSR_SLURM_TESTS", "1") == "0":
+        pytest.skip("ITSR_SLURM_TESTS=0: no local SLURM cluster (it installs Debian packages and runs daemons)")
     if not sys.platform.startswith("linux"):
         pytest.skip(f"a local SLURM cluster needs Linux, this is {sys.platform}")
     if os.geteuid() != 0:
