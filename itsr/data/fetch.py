@@ -26,8 +26,8 @@ from typing import Protocol
 
 import numpy as np
 
-from itsr.io import write_bytes_atomic
 from itsr.data.idx import IdxFormatError, decode_idx, parse_idx_header, read_maybe_gzip
+from itsr.io import write_bytes_atomic
 
 LOGGER = logging.getLogger("itsr.data")
 
@@ -150,8 +150,11 @@ def _run(command: list[str], cwd: Path, timeout: float) -> None:
     if done.returncode != 0:
         lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
         errors = [line for line in lines if "error" in line.lower() or line.startswith("E:")]
-        summary = " | ".join([line for line in errors if "complete log" not in line][:ERROR_LINES_SHOWN]
-                             or lines[-1:] or ["no error output"])
+        summary = " | ".join(
+            [line for line in errors if "complete log" not in line][:ERROR_LINES_SHOWN]
+            or lines[-1:]
+            or ["no error output"]
+        )
         raise SourceError(f"`{' '.join(command)}` exited with {done.returncode}: {summary}")
 
 
@@ -326,12 +329,19 @@ def _check_cache(folder: Path, file: FileSpec) -> tuple[str | None, str]:
 
 def _manual_instructions(spec: DatasetSpec, folder: Path) -> str:
     names = "\n".join(f"    {f.name}" for f in spec.files)
-    return (f"To install {spec.title} by hand, put these files in {folder}/ "
-            f"(raw IDX, or gzip-compressed with a {GZ_SUFFIX} suffix added):\n{names}")
+    return (
+        f"To install {spec.title} by hand, put these files in {folder}/ "
+        f"(raw IDX, or gzip-compressed with a {GZ_SUFFIX} suffix added):\n{names}"
+    )
 
 
-def fetch_dataset(dataset: str | DatasetSpec, data_dir: str | os.PathLike, *,
-                  timeout: float = MIRROR_TIMEOUT_S, sources: Sequence[Source] | None = None) -> FetchResult:
+def fetch_dataset(
+    dataset: str | DatasetSpec,
+    data_dir: str | os.PathLike,
+    *,
+    timeout: float = MIRROR_TIMEOUT_S,
+    sources: Sequence[Source] | None = None,
+) -> FetchResult:
     """Make every file of `dataset` present and verified in the cache; report each file's origin."""
     spec = _resolve(dataset)
     folder = Path(data_dir) / spec.name
@@ -369,14 +379,20 @@ def fetch_dataset(dataset: str | DatasetSpec, data_dir: str | os.PathLike, *,
     return FetchResult(folder=folder, origins=origins)
 
 
-def fetch(dataset: str | DatasetSpec, data_dir: str | os.PathLike, *,
-          timeout: float = MIRROR_TIMEOUT_S, sources: Sequence[Source] | None = None) -> Path:
+def fetch(
+    dataset: str | DatasetSpec,
+    data_dir: str | os.PathLike,
+    *,
+    timeout: float = MIRROR_TIMEOUT_S,
+    sources: Sequence[Source] | None = None,
+) -> Path:
     """Return the dataset folder once all its files are present and verified."""
     return fetch_dataset(dataset, data_dir, timeout=timeout, sources=sources).folder
 
 
-def load_arrays(dataset: str | DatasetSpec, data_dir: str | os.PathLike, *,
-                download: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_arrays(
+    dataset: str | DatasetSpec, data_dir: str | os.PathLike, *, download: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return (x_train, y_train, x_test, y_test) as uint8 arrays; without download, the
     cache alone is used (still verified)."""
     spec = _resolve(dataset)

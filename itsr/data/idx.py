@@ -72,15 +72,21 @@ def parse_idx_header(data: bytes, source: str) -> IdxHeader:
         raise IdxFormatError(f"{source}: bad magic: zero dimensions")
     data_offset = MAGIC_LENGTH + DIM_SIZE_BYTES * ndims
     if len(data) < data_offset:
-        raise IdxFormatError(f"{source}: truncated header: {ndims} dimensions need {data_offset} bytes, file has {len(data)}")
+        raise IdxFormatError(
+            f"{source}: truncated header: {ndims} dimensions need {data_offset} bytes, file has {len(data)}"
+        )
     shape = tuple(int(size) for size in np.frombuffer(data, dtype=">u4", count=ndims, offset=MAGIC_LENGTH))
     dtype = IDX_DTYPES[type_code]
     expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
     actual = len(data) - data_offset
     if actual < expected:
-        raise IdxFormatError(f"{source}: truncated: header says {expected} bytes of data for shape {shape}, file has {actual}")
+        raise IdxFormatError(
+            f"{source}: truncated: header says {expected} bytes of data for shape {shape}, file has {actual}"
+        )
     if actual > expected:
-        raise IdxFormatError(f"{source}: {actual - expected} trailing bytes after the {expected} bytes of data for shape {shape}")
+        raise IdxFormatError(
+            f"{source}: {actual - expected} trailing bytes after the {expected} bytes of data for shape {shape}"
+        )
     return IdxHeader(dtype=dtype, shape=shape, data_offset=data_offset)
 
 
