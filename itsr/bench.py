@@ -227,6 +227,34 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _parallel_worker(kind: str, data_dir: str, epochs: int, threads: int, device: str, barrier, results) -> None:
+    torch.set_num_threads(threads)
+    dm = BenchmarkDataModule("mnist", 0, 2, 0.05, 0, data_dir, batch_size=128)
+    dm.setup()
+    barrier.wait()  # all jobs train at the same time
+    results.put(time_our_path(kind, dm, epochs, torch.device(device)))
+
+
+def parallel_jobs(kind: str, n_jobs: int, data_dir: str, epochs: int, device: torch.device) -> dict:
+    """n_jobs runs at once in separate processes, each with its share of the cores (the parallel
+    launcher's setup): seconds per epoch of each while all of them train."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(n_jobs), ctx.Queue()
+    threads = max(1, torch.get_num_threads() // n_jobs)
+    workers = [
+        ctx.Process(target=_parallel_worker, args=(kind, data_dir, epochs, threads, str(device), barrier, results))
+        for _ in range(n_jobs)
+    ]
+    for worker in workers:
+        worker.start()
+    seconds = [s for _ in workers for s in results.get(timeout=1800)]
+    for worker in workers:
+        worker.join()
+    return {"jobs": n_jobs, "threads_per_job": threads, "s_per_epoch_each": round(statistics.median(seconds), 4)}
+
+
 class RssSampler(pl.Callback):
     def __init__(self):
         self.rss_mb: list[float] = []
@@ -269,6 +297,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--data-dir", default=str(default_data_dir()))
+    parser.add_argument("--parallel-jobs", type=int, default=2, help="jobs at once for the parallel-launcher check")
     parser.add_argument("--skip-svm-scaling", action="store_true", help="skip the 6k/60k/600k SVM timing")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
@@ -311,6 +340,11 @@ def main(argv: list[str] | None = None) -> dict:
             "samples_ours": [round(v, 4) for v in ours],
             "samples_plain": [round(v, 4) for v in plain],
         }
+    for kind in ("ae", "aae"):
+        single = result["models"][kind]["s_per_epoch"]
+        par = parallel_jobs(kind, args.parallel_jobs, args.data_dir, args.epochs, device)
+        par["throughput_gain"] = round(par["jobs"] * single / par["s_per_epoch_each"], 3)
+        result["models"][kind]["parallel"] = par
     aae_epoch = result["models"]["aae"]["s_per_epoch"]
     ae_epoch = result["models"]["ae"]["s_per_epoch"]
 

@@ -1,0 +1,40 @@
+"""The parallel launcher: jobs split the cores, and a grid runs through it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+
+from itsr.run import CONFIG_DIR, available_cores, default_threads
+from tests.conftest import DATA_DIR, REPO_ROOT, tiny_overrides
+
+
+def with_launcher(overrides: list[str]) -> int:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        return default_threads()
+    finally:
+        HydraConfig.instance().cfg = None
+
+
+def test_parallel_jobs_split_the_cores() -> None:
+    cores = available_cores()
+    assert with_launcher([]) == cores
+    assert with_launcher(["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"]) == max(1, cores // 2)
+    assert with_launcher(["hydra/launcher=parallel", "hydra.launcher.n_jobs=-1"]) == 1
+
+
+def test_a_grid_runs_through_the_parallel_launcher(tmp_path) -> None:
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "itsr.run", "-m", "hydra/launcher=parallel", *tiny_overrides("aae"),
+           "dataset.epochs.aae=1", "alpha=0.05,0.01", f"data_dir={DATA_DIR}", f"hydra.sweep.dir={sweep}"]
+    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
+    assert sorted(r["config"]["alpha"] for r in runs) == [0.01, 0.05]
