@@ -367,7 +367,8 @@ def fetch_dataset(
                 failures[file.name] = attempts
             else:
                 origins[file.name] = origin
-                LOGGER.info("%s/%s: verified, from %s", spec.name, file.name, origin)
+                level = logging.DEBUG if origin == "cache" else logging.INFO  # a cache hit is the usual case
+                LOGGER.log(level, "%s/%s: verified, from %s", spec.name, file.name, origin)
     if failures:
         missing = f"{len(failures)} of {len(spec.files)} files could not be obtained and verified"
         lines = [f"{spec.title} ({spec.name}) is unavailable: {missing}."]
