@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import platform
 import statistics
 import time
@@ -300,7 +301,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--parallel-jobs", type=int, default=2, help="jobs at once for the parallel-launcher check")
     parser.add_argument("--skip-svm-scaling", action="store_true", help="skip the 6k/60k/600k SVM timing")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--show", type=Path, help="print the table of a benchmark JSON written earlier, run nothing")
     args = parser.parse_args(argv)
+    if args.show:
+        result = json.loads(args.show.read_text())
+        print_table(result)
+        return result
 
     torch.set_num_threads(args.threads or available_cores())
     device = torch.device(args.device)
@@ -387,6 +393,13 @@ def print_table(r: dict) -> None:
             f"{kind:<6} {m['s_per_epoch']:>10.3f} {m['s_per_epoch_plain']:>11.3f} {m['s_per_epoch_bound']:>11.3f} "
             f"{m['ratio_vs_plain']:>11.3f} {m['ratio_vs_bound']:>11.3f}"
         )
+    for kind, m in r["models"].items():
+        if "parallel" in m:
+            p = m["parallel"]
+            print(
+                f"{kind}: {p['jobs']} jobs at once, {p['threads_per_job']} thread(s) each: {p['s_per_epoch_each']:.3f} "
+                f"s/epoch each = {p['throughput_gain']:.2f}x the epochs per second of one job alone"
+            )
     print(
         f"refinement round (encode + one-class SVM): {r['refinement_round_s']:.2f} s = "
         f"{100 * r['refinement_round_vs_100_epochs']:.2f}% of the 100 epochs it precedes"
