@@ -79,10 +79,14 @@ class AnomalyModel(pl.LightningModule):
         # The prior samples of the discriminator step come from torch's global generator; saving
         # its state makes a resumed run draw the same samples as an uninterrupted one.
         checkpoint["torch_rng_state"] = torch.get_rng_state()
+        if torch.cuda.is_available():  # on a GPU the prior samples come from the CUDA generator
+            checkpoint["cuda_rng_states"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "torch_rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["torch_rng_state"])
+        if "cuda_rng_states" in checkpoint and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(checkpoint["cuda_rng_states"])
 
     def compile_networks(self, **options) -> None:
         """Opt-in torch.compile of the networks, in place, so state_dict keys and checkpoints stay
