@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,12 @@ def compose_cfg(overrides: list[str] = ()) -> DictConfig:
     """The real config tree, composed as `python -m itsr.run` would, with the test's data cache."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose("config", overrides=[f"data_dir={DATA_DIR}", *overrides])
+
+
+def run_itsr(*arguments: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m itsr.run ARGUMENTS` from the repository root, with the test's data cache."""
+    cmd = [sys.executable, "-m", "itsr.run", *arguments, f"data_dir={DATA_DIR}"]
+    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def tiny_overrides(model: str, hidden: int = 32) -> list[str]:

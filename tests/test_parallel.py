@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
 from itsr.run import CONFIG_DIR, available_cores, default_threads
-from tests.conftest import DATA_DIR, REPO_ROOT, tiny_overrides
+from tests.conftest import run_itsr, tiny_overrides
 
 
 def with_launcher(overrides: list[str]) -> int:
@@ -32,9 +30,14 @@ def test_parallel_jobs_split_the_cores() -> None:
 
 def test_a_grid_runs_through_the_parallel_launcher(tmp_path) -> None:
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "itsr.run", "-m", "hydra/launcher=parallel", *tiny_overrides("aae"),
-           "dataset.epochs.aae=1", "alpha=0.05,0.01", f"data_dir={DATA_DIR}", f"hydra.sweep.dir={sweep}"]
-    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    out = run_itsr(
+        "-m",
+        "hydra/launcher=parallel",
+        *tiny_overrides("aae"),
+        "dataset.epochs.aae=1",
+        "alpha=0.05,0.01",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     runs = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
     assert sorted(r["config"]["alpha"] for r in runs) == [0.01, 0.05]

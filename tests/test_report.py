@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import math
 import struct
-import subprocess
-import sys
 
 import pytest
 
@@ -14,7 +12,7 @@ from itsr.io import write_json_atomic
 from itsr.paper import PAPER
 from itsr.report import aggregate, main, read_runs, render
 from itsr.run import METRICS_FORMAT
-from tests.conftest import DATA_DIR, REPO_ROOT, tiny_overrides
+from tests.conftest import run_itsr, tiny_overrides
 
 
 def fake_run(root, name, setting="mnist_0v2", alpha=0.05, model="itsr", seed=0, bacc=0.9, fmt=METRICS_FORMAT):
@@ -96,10 +94,8 @@ def png_size(path) -> tuple[int, int]:
 @pytest.mark.slow
 def test_a_tiny_sweep_then_the_report_fills_every_cell_and_draws_the_figures(tmp_path) -> None:
     sweep = tmp_path / "sweep"
-    cmd = [
-        sys.executable,
-        "-m",
-        "itsr.run",
+    # model.module.disc_hidden does not exist for the AE: the preset's model list is narrowed to AAE/ITSR
+    out = run_itsr(
         "-m",
         "experiment=quick",
         "alpha=0.05",
@@ -111,12 +107,10 @@ def test_a_tiny_sweep_then_the_report_fills_every_cell_and_draws_the_figures(tmp
         "dataset.epochs.itsr_round=1",
         "dataset.epochs.itsr_retrain=1",
         "curves.every_n_epochs=1",
-        f"data_dir={DATA_DIR}",
         f"hydra.sweep.dir={sweep}",
-    ]
-    # model.module.disc_hidden does not exist for the AE: the preset's model list is narrowed to AAE/ITSR
-    cmd.append("model=aae,itsr")
-    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+        "model=aae,itsr",
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert len(list(sweep.glob("*/metrics.json"))) == 6, "2 models x 3 settings"
     assert main([str(sweep)]) == 0

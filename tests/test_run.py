@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import pytorch_lightning as pl
@@ -14,7 +12,7 @@ import torch
 
 from itsr.run import train_and_evaluate
 from itsr.scoring import Thresholds, evaluate_split
-from tests.conftest import DATA_DIR, REPO_ROOT, compose_cfg, tiny_overrides
+from tests.conftest import compose_cfg, run_itsr, tiny_overrides
 
 METRIC_KEYS = {"tpr", "tnr", "bacc", "auroc", "ap"}
 EPOCHS_TINY = [
@@ -125,16 +123,7 @@ def test_a_run_killed_mid_refinement_resumes_exactly(tmp_path) -> None:
 
 def test_the_cli_runs_and_prints_a_table(tmp_path) -> None:
     run_dir = tmp_path / "cli"
-    cmd = [
-        sys.executable,
-        "-m",
-        "itsr.run",
-        *tiny_overrides("aae"),
-        "dataset.epochs.aae=1",
-        f"data_dir={DATA_DIR}",
-        f"hydra.run.dir={run_dir}",
-    ]
-    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    out = run_itsr(*tiny_overrides("aae"), "dataset.epochs.aae=1", f"hydra.run.dir={run_dir}", timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "observed    combined" in out.stdout and f"run directory: {run_dir}" in out.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -143,8 +132,7 @@ def test_the_cli_runs_and_prints_a_table(tmp_path) -> None:
 
 def test_the_cli_rejects_a_bad_value_before_training(tmp_path) -> None:
     run_dir = tmp_path / "bad"
-    cmd = [sys.executable, "-m", "itsr.run", "alpha=0.7", f"data_dir={DATA_DIR}", f"hydra.run.dir={run_dir}"]
-    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    out = run_itsr("alpha=0.7", f"hydra.run.dir={run_dir}", timeout=300)
     assert out.returncode != 0
     assert "alpha must lie in [0, 0.5), got 0.7" in out.stderr
     assert not (run_dir / "metrics.json").exists()

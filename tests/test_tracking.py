@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from tests.conftest import DATA_DIR, REPO_ROOT, tiny_overrides
+from tests.conftest import run_itsr, tiny_overrides
 from tests.wandb_offline import read_run
 
 
 def test_a_multirun_logs_one_offline_wandb_run_per_job_in_one_group(tmp_path) -> None:
     sweep = tmp_path / "sweep"
-    cmd = [
-        sys.executable,
-        "-m",
-        "itsr.run",
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    out = run_itsr(
         "-m",
         "logger=wandb",
         *tiny_overrides("itsr"),
@@ -24,11 +19,10 @@ def test_a_multirun_logs_one_offline_wandb_run_per_job_in_one_group(tmp_path) ->
         "model.refinement.rounds=2",
         "curves.every_n_epochs=1",
         "alpha=0.05,0.01",
-        f"data_dir={DATA_DIR}",
         f"hydra.sweep.dir={sweep}",
-    ]
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env)
+        timeout=600,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     run_files = sorted(sweep.glob("*/wandb/offline-run-*/run-*.wandb"))
     assert len(run_files) == 2, "one W&B run per job, each inside its own run directory"
