@@ -136,3 +136,21 @@ def test_the_cli_rejects_a_bad_value_before_training(tmp_path) -> None:
     assert out.returncode != 0
     assert "alpha must lie in [0, 0.5), got 0.7" in out.stderr
     assert not (run_dir / "metrics.json").exists()
+
+
+def test_a_failing_job_does_not_hide_the_others(tmp_path, capsys) -> None:
+    from itsr.report import main as report
+
+    sweep = tmp_path / "sweep"
+    # the second job fails at start-up (alpha out of range); the first and third must still finish
+    out = run_itsr(
+        "-m", *tiny_overrides("aae"), "dataset.epochs.aae=1", "alpha=0.05,0.7,0.01", f"hydra.sweep.dir={sweep}"
+    )
+    assert out.returncode != 0, "the grid reports the failure"
+    finished = sorted(json.loads(p.read_text())["config"]["alpha"] for p in sweep.glob("*/metrics.json"))
+    assert finished == [0.01, 0.05]
+    failed = list(sweep.glob("*/failed.json"))
+    assert len(failed) == 1 and "alpha must lie in" in json.loads(failed[0].read_text())["message"]
+    assert report([str(sweep)]) == 0
+    assert "failed" in capsys.readouterr().err
+    assert "ConfigError: alpha must lie in" in (sweep / "report.md").read_text()
