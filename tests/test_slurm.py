@@ -104,6 +104,28 @@ def submitit_log(sweep: Path, job_id: str) -> str:
     return (sweep / ".submitit" / job_id / f"{job_id}_0_log.out").read_text()
 
 
+ACTIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING"}
+SETTLE_TIMEOUT_S = 60
+
+
+def settled_array_states(array_id: str, env: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The state of each task of an array once SLURM has finished with all of them.
+
+    submitit hands back a job's result as soon as the job has pickled it, which is before slurmd has
+    reaped the process and slurmctld has marked the task COMPLETED; reading the states at once races
+    with that bookkeeping (seen in CI: two tasks still RUNNING). Poll until no task is active."""
+    t0 = time.monotonic()
+    while True:
+        shown = subprocess.run(
+            ["scontrol", "-o", "show", "job", array_id], env=env, capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+        states = {re.search(r"ArrayTaskId=(\S+)", line)[1]: re.search(r"JobState=(\S+)", line)[1] for line in shown}
+        if not ACTIVE_STATES & set(states.values()) or time.monotonic() - t0 > SETTLE_TIMEOUT_S:
+            print(f"array {array_id} settled {time.monotonic() - t0:.1f} s after the last result: {states}")
+            return states, shown
+        time.sleep(0.5)
+
+
 def test_a_multirun_through_slurm_runs_every_job_as_a_task_of_one_array(slurm_env, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     t0 = time.monotonic()
@@ -141,10 +163,7 @@ def test_a_multirun_through_slurm_runs_every_job_as_a_task_of_one_array(slurm_en
     assert len(array_ids) == 1 and tasks == {0, 1, 2, 3}
     (array_id,) = array_ids
     # SLURM's own record: four tasks of that array, all completed on node localhost
-    shown = subprocess.run(
-        ["scontrol", "-o", "show", "job", array_id], env=slurm_env, capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    states = {re.search(r"ArrayTaskId=(\S+)", line)[1]: re.search(r"JobState=(\S+)", line)[1] for line in shown}
+    states, shown = settled_array_states(array_id, slurm_env)
     assert states == {str(t): "COMPLETED" for t in range(4)}, shown
     assert all("NodeList=localhost" in line for line in shown)
 
