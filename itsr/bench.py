@@ -27,6 +27,7 @@ from itsr.data.datamodule import BenchmarkDataModule
 from itsr.data.fetch import default_data_dir
 from itsr.io import write_json_atomic
 from itsr.models.base import generator_loss_per_sample, weighted_mean
+from itsr.noise import silence_third_party_noise
 from itsr.refinement import detect_candidates
 from itsr.run import CONFIG_DIR, available_cores
 from itsr.scoring import reconstruction_error
@@ -303,6 +304,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--show", type=Path, help="print the table of a benchmark JSON written earlier, run nothing")
     args = parser.parse_args(argv)
+    silence_third_party_noise()
     if args.show:
         result = json.loads(args.show.read_text())
         print_table(result)

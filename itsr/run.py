@@ -34,6 +34,7 @@ from itsr.evaluation import Evaluation, error_by_group, evaluate
 from itsr.export import MODEL_FILE, save_model
 from itsr.figures import latent_scatter, score_scatter, training_error_histogram
 from itsr.io import write_bytes_atomic, write_csv_atomic, write_json_atomic
+from itsr.noise import silence_third_party_noise
 from itsr.refinement import ITSRRefinement
 from itsr.tracking import build_logger, finishing, log_results
 
@@ -213,6 +214,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple = 
     extra_callbacks: further Lightning callbacks (tests use one to simulate a killed job).
     """
     validate(cfg)
+    silence_third_party_noise()
     started = time.time()
     torch.set_num_threads(cfg.threads or default_threads())
     pl.seed_everything(cfg.seed, workers=True)
