@@ -5,7 +5,6 @@ Each entry names its source and why nothing is lost; every other warning still s
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import warnings
@@ -34,9 +33,10 @@ class _DropLines(logging.Filter):
         return not any(fragment in message for fragment in self.fragments)
 
 
-@functools.cache
 def silence_third_party_noise() -> None:
-    """Installs the filters once per process; later calls do nothing."""
+    """Idempotent: filters are installed once per process."""
     for message in IGNORED_WARNINGS:
         warnings.filterwarnings("ignore", message=re.escape(message))
-    logging.getLogger(LIGHTNING_INFO_LOGGER).addFilter(_DropLines(IGNORED_LOG_LINES))
+    lightning = logging.getLogger(LIGHTNING_INFO_LOGGER)
+    if not any(isinstance(f, _DropLines) for f in lightning.filters):
+        lightning.addFilter(_DropLines(IGNORED_LOG_LINES))
