@@ -34,7 +34,9 @@ class _DropLines(logging.Filter):
 
 
 def silence_third_party_noise() -> None:
-    """Idempotent: filters are installed once per process."""
+    """Safe to call on every run: warnings.filterwarnings replaces an identical filter instead of adding a
+    second one, and the log filter is added once. Called per run, not cached, because pytest and
+    warnings.catch_warnings reset the warning filters between runs in one process."""
     for message in IGNORED_WARNINGS:
         warnings.filterwarnings("ignore", message=re.escape(message))
     lightning = logging.getLogger(LIGHTNING_INFO_LOGGER)

@@ -121,7 +121,7 @@ def settled_array_states(array_id: str, env: dict[str, str]) -> tuple[dict[str, 
         ).stdout.splitlines()
         states = {re.search(r"ArrayTaskId=(\S+)", line)[1]: re.search(r"JobState=(\S+)", line)[1] for line in shown}
         if not ACTIVE_STATES & set(states.values()) or time.monotonic() - t0 > SETTLE_TIMEOUT_S:
-            print(f"array {array_id} settled {time.monotonic() - t0:.1f} s after the last result: {states}")
+            print(f"array {array_id}, {time.monotonic() - t0:.1f} s after the last result: {states}")
             return states, shown
         time.sleep(0.5)
 
