@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 
 from itsr.data.datamodule import BenchmarkDataModule
 from itsr.data.fetch import default_data_dir
 from itsr.io import write_json_atomic
-from itsr.models.base import generator_loss_per_sample, weighted_mean
+from itsr.models.base import discriminator_loss, generator_loss, weighted_mean
 from itsr.noise import silence_third_party_noise
 from itsr.refinement import detect_candidates
 from itsr.run import CONFIG_DIR, available_cores
@@ -165,15 +164,14 @@ def time_plain_loop(kind: str, x: torch.Tensor, batch_size: int, epochs: int, de
             opt_rec.step()
             codes = z.detach()
             lp, lc = disc(torch.randn_like(codes)), disc(codes)
-            d_loss = F.binary_cross_entropy_with_logits(lp, torch.ones_like(lp)) + weighted_mean(
-                F.binary_cross_entropy_with_logits(lc, torch.zeros_like(lc), reduction="none"), wb
-            )
+            d_loss = discriminator_loss(lp, lc, wb)  # the module's own loss functions: no drift
             opt_disc.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_disc.step()
             for p in disc.parameters():
                 p.requires_grad_(False)
-            g_loss = weighted_mean(generator_loss_per_sample(disc(enc(xb)), wb), wb)
+            z_gen = enc(xb)
+            g_loss = generator_loss(disc(z_gen), z_gen, wb)
             opt_gen.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_gen.step()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from itsr.evaluation import THRESHOLD_POPULATIONS
+
 KNOWN_DATASETS = ("mnist", "fmnist", "folder")
 KNOWN_MODELS = ("ae", "aae", "itsr")
 ALPHA_RANGE = "[0, 0.5)"
@@ -74,5 +76,10 @@ def _validate_training(cfg: DictConfig) -> None:
     for key in ("rec_percentile", "lik_percentile"):
         if not 0.0 <= cfg.scoring[key] <= 100.0:
             raise ConfigError(f"scoring.{key} must lie in [0, 100], got {cfg.scoring[key]}")
+    if cfg.scoring.threshold_population not in THRESHOLD_POPULATIONS:
+        raise ConfigError(
+            f"scoring.threshold_population must be one of {THRESHOLD_POPULATIONS}, "
+            f"got {cfg.scoring.threshold_population!r}"
+        )
     if cfg.threads is not None:
         _positive_int(cfg, "threads")

@@ -18,20 +18,44 @@ class Evaluation:
     metrics: dict[str, dict[str, dict[str, float]]]  # test split -> criterion -> metric -> value
 
 
+THRESHOLD_POPULATIONS = ("all", "retained")
+
+
+def threshold_mask(weights: torch.Tensor | None, population: str) -> torch.Tensor | None:
+    """Which training samples the thresholds are taken from (None: all of them).
+
+    "all": every sample of the (contaminated) training set X, the paper's x in X (Sec. 5).
+    "retained": only the samples with weight 1 at the end, i.e. X without ITSR's candidates, which
+    the model was never, or negatively, trained on. For the AE and AAE both are the same set.
+    """
+    if population not in THRESHOLD_POPULATIONS:
+        raise ValueError(f"scoring.threshold_population must be one of {THRESHOLD_POPULATIONS}, got {population!r}")
+    if population == "all" or weights is None:
+        return None
+    retained = weights.cpu() == 1
+    return retained if bool(retained.any()) else None
+
+
 def evaluate(
     model: AnomalyModel,
     datamodule: AnomalyDataModule,
     batch_size: int,
     rec_percentile: float,
     lik_percentile: float,
+    threshold_population: str = "all",
 ) -> Evaluation:
-    """Thresholds from the whole (contaminated) training set, whatever its sample weights; then the
-    metrics of every criterion on every test split."""
+    """Thresholds from the training set (see threshold_mask); then the metrics of every criterion on
+    every test split."""
     scores = {"train": model.score(datamodule.train.x, batch_size)}
     for split, images in datamodule.test.items():
         scores[split] = model.score(images.x, batch_size)
     train = scores["train"]
-    thresholds = fit_thresholds(train["rec_error"], train.get("log_likelihood"), rec_percentile, lik_percentile)
+    mask = threshold_mask(getattr(datamodule, "sample_weights", None), threshold_population)
+    pick = (lambda v: v) if mask is None else (lambda v: v[mask])  # noqa: E731
+    lik = train.get("log_likelihood")
+    thresholds = fit_thresholds(
+        pick(train["rec_error"]), None if lik is None else pick(lik), rec_percentile, lik_percentile
+    )
     metrics = {
         split: evaluate_split(
             thresholds,

@@ -33,12 +33,15 @@ class Encoder(nn.Module):
     Sec. 5 says "after each layer in the encoder". We measured why it matters: without it, on MNIST
     at 5% the planted anomalies collapsed into a dense spot near the prior's mode (likelihood AUROC
     about 0.1, the one-class SVM found almost none); with it they sat in the tails (AUROC about 0.93).
+    code_batch_norm=False drops the code layer's batch norm only (a measured choice, conf/model/aae.yaml).
     """
 
-    def __init__(self, input_dim: int, hidden: Sequence[int], latent_dim: int, batch_norm: bool):
+    def __init__(
+        self, input_dim: int, hidden: Sequence[int], latent_dim: int, batch_norm: bool, code_batch_norm: bool = True
+    ):
         super().__init__()
         self.net = mlp([input_dim, *hidden, latent_dim], batch_norm=batch_norm)
-        if batch_norm:
+        if batch_norm and code_batch_norm:
             self.net.append(nn.BatchNorm1d(latent_dim))
 
     def forward(self, x: Tensor) -> Tensor:

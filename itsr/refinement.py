@@ -129,6 +129,15 @@ def retraining_weights(
     return weights, t_retrain
 
 
+def negative_sample_means(scores: dict[str, torch.Tensor], negative: np.ndarray, when: str) -> dict[str, float]:
+    """Mean log-likelihood and reconstruction error (eval mode) of the samples weighted < 0."""
+    out = {}
+    for name, key in (("log_likelihood", "log_likelihood"), ("rec_error", "rec_error")):
+        values = scores[key].double().numpy()[negative] if key in scores else np.empty(0)
+        out[f"negative_{name}_{when}"] = float(values.mean()) if values.size else float("nan")
+    return out
+
+
 def candidate_quality(candidates: np.ndarray, is_anomaly: np.ndarray) -> dict[str, float | int]:
     """How well A matches the planted anomalies (labels used for logging only)."""
     n_candidates = int(candidates.sum())
@@ -260,7 +269,8 @@ class ITSRRefinement(pl.Callback):
 
     def _start_retraining(self, trainer: pl.Trainer, pl_module, completed: int) -> None:
         dm = trainer.datamodule
-        rec_error = pl_module.score(dm.train.x, self.score_batch_size)["rec_error"].double().numpy()
+        scores = pl_module.score(dm.train.x, self.score_batch_size)
+        rec_error = scores["rec_error"].double().numpy()
         weights, t_retrain = retraining_weights(rec_error, self.candidates, self.retrain_percentile, self.w_anomaly)
         dm.set_sample_weights(torch.from_numpy(weights))
         self.phase = "retraining"
@@ -270,9 +280,21 @@ class ITSRRefinement(pl.Callback):
             "t_retrain": t_retrain,
             "n_negative": int(negative.sum()),
             "n_true_anomalies_negative": int((negative & dm.train.is_anomaly.numpy()).sum()),
+            **negative_sample_means(scores, negative, "start"),
         }
         log.info("ITSR retraining starts: %s", self.retraining)
         self._log(pl_module, {f"retraining/{k}": v for k, v in self.retraining.items()})
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Where retraining left the negative-weight samples: the end-to-end check that it pushed
+        them the way Sec. 4.2 says (higher reconstruction error, lower likelihood)."""
+        if self.phase != "retraining" or trainer.current_epoch < self.schedule.total_epochs:
+            return
+        dm = trainer.datamodule
+        negative = dm.sample_weights.cpu().numpy() < 0
+        scores = pl_module.score(dm.train.x, self.score_batch_size)
+        self.retraining.update(negative_sample_means(scores, negative, "end"))
+        log.info("ITSR retraining ends: %s", self.retraining)
 
     @staticmethod
     def _log(pl_module: pl.LightningModule, values: dict) -> None:

@@ -260,7 +260,14 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple = 
         )
         trainer.fit(module, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, run_dir))
 
-        result = evaluate(module, dm, cfg.score_batch_size, cfg.scoring.rec_percentile, cfg.scoring.lik_percentile)
+        result = evaluate(
+            module,
+            dm,
+            cfg.score_batch_size,
+            cfg.scoring.rec_percentile,
+            cfg.scoring.lik_percentile,
+            cfg.scoring.threshold_population,
+        )
         if dm.test:
             write_test_scores(run_dir / "test_scores.csv", result, dm)
         write_train_scores(run_dir / "train_scores.csv", result, dm, refinement)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
-from torchmetrics.functional.classification import binary_auroc, binary_average_precision
+from scipy.stats import rankdata
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 LOG_2PI = math.log(2.0 * math.pi)
 # A denominator below this is treated as a degenerate (constant) training score distribution.
@@ -121,13 +123,20 @@ def detection_metrics(is_anomaly: torch.Tensor, predicted: torch.Tensor, score: 
     tpr = float((pred & truth).sum()) / n_pos if n_pos else math.nan
     tnr = float((~pred & ~truth).sum()) / n_neg if n_neg else math.nan
     both = n_pos > 0 and n_neg > 0
-    target = truth.long()
+    # scikit-learn ranks the raw scores. torchmetrics' binary_auroc / binary_average_precision treat
+    # scores outside [0, 1] as logits and squash them with a sigmoid, so every score above about 37
+    # tied at 1.0 (27% to 75% of the anomalies of a quick AE run): the ranks decide, not the squashing.
+    target, values = truth.numpy(), score.double().flatten().numpy()
+    if np.isnan(values).any():  # no order to rank: the threshold-free metrics are undefined
+        both = False
+    elif np.isinf(values).any():  # scikit-learn refuses infinities; their ranks are well defined
+        values = rankdata(values)
     return {
         "tpr": tpr,
         "tnr": tnr,
         "bacc": (tpr + tnr) / 2.0,
-        "auroc": float(binary_auroc(score.double(), target)) if both else math.nan,
-        "ap": float(binary_average_precision(score.double(), target)) if both else math.nan,
+        "auroc": float(roc_auc_score(target, values)) if both else math.nan,
+        "ap": float(average_precision_score(target, values)) if both else math.nan,
     }
 
 

@@ -75,6 +75,7 @@ def test_named_settings_and_overridable_classes() -> None:
         ("model.refinement.nu=0", "model.refinement.nu must lie in"),
         ("model.refinement.w_anomaly=0.5", "model.refinement.w_anomaly must be < 0"),
         ("scoring.rec_percentile=101", "scoring.rec_percentile"),
+        ("scoring.threshold_population=weighted", "scoring.threshold_population must be one of"),
         ("dataset=folder", "dataset.root is required"),
         ("dataset=folder dataset.root=/x dataset.color=cmyk", "dataset.color must be gray or rgb"),
         ("dataset=folder dataset.root=/x dataset.size=[28]", r"dataset.size must be \[height, width\]"),

@@ -8,8 +8,8 @@ import torch
 
 from itsr.data.datamodule import LabelledImages, TensorDataModule
 from itsr.models import AdversarialAutoencoderModule, AutoencoderModule, NonFiniteLossError
-from itsr.models.base import weighted_mean
-from itsr.scoring import reconstruction_error
+from itsr.models.base import generator_loss, generator_loss_per_sample, weighted_mean
+from itsr.scoring import reconstruction_error, standard_normal_log_likelihood
 
 
 def tiny_ae(dim: int = 16) -> AutoencoderModule:
@@ -150,3 +150,79 @@ def test_compiled_networks_give_the_eager_losses(toy_datamodule) -> None:
     assert set(eager) == {"loss/reconstruction", "loss/discriminator", "loss/generator"}
     for key, value in eager.items():
         assert compiled[key] == pytest.approx(value, rel=1e-4, abs=1e-6)
+
+
+class BowlDiscriminator(torch.nn.Module):
+    """A fixed discriminator whose 'prior sample' logit is high at the mode: 2 - |z|^2.
+
+    One dummy parameter keeps Adam happy; lr_discriminator=0 keeps the bowl fixed, so only the
+    generator step's direction is measured.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return 2.0 - z.pow(2).sum(dim=1) + 0.0 * self.dummy
+
+
+@pytest.mark.parametrize("negative_code_loss", ["discriminator", "prior"])
+def test_generator_step_pushes_a_negative_weight_code_out_of_the_prior(negative_code_loss: str) -> None:
+    """Sec. 4.2: w < 0 must lower a candidate's likelihood (and D(z)); w = 1 raises them.
+
+    The module's own training_step, with reconstruction and discriminator frozen (lr 0), so the
+    generator step alone moves the encoder. Weighing the generator term twice (w^2 = 1) reverses it.
+    """
+    torch.manual_seed(0)
+    module = AdversarialAutoencoderModule(
+        input_dim=16,
+        hidden=[24, 24],
+        latent_dim=2,
+        disc_hidden=[8, 8],
+        lr_reconstruction=0.0,
+        lr_discriminator=0.0,
+        lr_generator=1e-2,
+        betas_reconstruction=[0.9, 0.999],
+        betas_adversarial=[0.5, 0.999],
+        negative_code_loss=negative_code_loss,
+        negative_prior_radius=3.0,
+    )
+    module.discriminator = BowlDiscriminator()
+    images = toy_images_for_weights()
+    dm = TensorDataModule(images, {"observed": images}, batch_size=len(images), seed=0)
+    dm.setup()
+    weights = torch.ones(len(images))
+    weights[0] = -1.0
+    dm.set_sample_weights(weights)
+
+    def code_stats() -> tuple[torch.Tensor, torch.Tensor]:
+        module.train()  # batch statistics, as in the training step: the full batch is the batch
+        with torch.no_grad():
+            z = module.encoder(images.x)
+            return module.discriminator(z), standard_normal_log_likelihood(z)
+
+    d_start, lik_start = code_stats()
+    trainer(max_epochs=15).fit(module, datamodule=dm)
+    d_end, lik_end = code_stats()
+    assert lik_end[0] < lik_start[0] - 0.5, "the negative-weight code moved out of the prior's mass"
+    assert d_end[0] < d_start[0], "the discriminator calls it less prior-like"
+    assert lik_end[1:].mean() > lik_start[1:].mean(), "weight-1 codes move towards the mode"
+    assert d_end[1:].mean() > d_start[1:].mean()
+
+
+def toy_images_for_weights() -> LabelledImages:
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(32, 16, generator=g)
+    flags = torch.zeros(32, dtype=torch.bool)
+    return LabelledImages(x, flags.long(), flags)
+
+
+def test_generator_loss_weighs_each_sample_once() -> None:
+    logits = torch.tensor([0.3, -1.2, 2.0, 0.0])
+    codes = torch.zeros(4, 2)
+    w = torch.tensor([1.0, -1.0, 0.0, 0.5])
+    per_sample = generator_loss_per_sample(logits, w)
+    # -1 * BCE(D, code) would be negative; the term for w = -1 is |w| * BCE(D, code) >= 0
+    assert per_sample[1] > 0 and per_sample[2] == 0
+    assert generator_loss(logits, codes, w) == pytest.approx(float(per_sample.sum() / 3))

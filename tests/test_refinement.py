@@ -24,20 +24,45 @@ def planted_codes(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([normal, outliers]), np.r_[np.zeros(950, bool), np.ones(50, bool)]
 
 
-def test_svm_flags_planted_outliers_and_candidates_only_grow() -> None:
-    codes, truth = planted_codes()
+def test_each_round_flags_about_nu_of_the_codes_outside_a() -> None:
+    """On codes that follow the prior, nu sets A's growth: about 1 - (1 - nu)^d after d rounds."""
+    codes = np.random.default_rng(1).normal(size=(2000, 2))
     candidates = np.zeros(len(codes), dtype=bool)
-    sizes = []
-    for _ in range(4):
+    for round_ in range(1, 5):
         new = detect_candidates(codes, candidates, nu=0.02)
         assert not (new & candidates).any(), "new candidates are new"
-        grown = candidates | new
-        assert (grown >= candidates).all()
-        candidates = grown
-        sizes.append(int(candidates.sum()))
-    assert sizes == sorted(sizes) and sizes[-1] > sizes[0]
+        remaining = int((~candidates).sum())
+        # libsvm's stopping tolerance leaves support vectors a hair below the boundary, so predict()
+        # flags somewhat more than nu (measured here: 1.0 to 1.6 nu per round)
+        assert 0.5 * 0.02 * remaining <= new.sum() <= 2.0 * 0.02 * remaining, (round_, int(new.sum()))
+        candidates = candidates | new
+    expected = len(codes) * (1 - 0.98**4)
+    assert 0.7 * expected <= candidates.sum() <= 1.6 * expected, int(candidates.sum())
+
+
+def test_svm_finds_sparse_far_outliers_within_a_few_rounds() -> None:
+    codes, truth = planted_codes()
+    candidates = np.zeros(len(codes), dtype=bool)
+    for _ in range(4):
+        candidates |= detect_candidates(codes, candidates, nu=0.02)
     quality = candidate_quality(candidates, truth)
+    # measured: recall 0.92 at precision 0.20 (A = 225 of 1000): the 5% planted far away are
+    # found, but among many normals from the bulk's edge, as in the real runs
     assert quality["recall"] >= 0.9, quality
+    assert quality["n_candidates"] <= 300, quality
+
+
+def test_svm_cannot_see_a_tight_cluster_at_the_mode() -> None:
+    """The failure mode measured at alpha = 1%: rare anomalies parked at the prior's mode."""
+    rng = np.random.default_rng(0)
+    normal = rng.normal(0.0, 1.0, size=(990, 2))
+    at_mode = rng.normal(0.0, 0.05, size=(10, 2))
+    codes, truth = np.concatenate([normal, at_mode]), np.r_[np.zeros(990, bool), np.ones(10, bool)]
+    candidates = np.zeros(len(codes), dtype=bool)
+    for _ in range(4):
+        candidates |= detect_candidates(codes, candidates, nu=0.02)
+    assert candidate_quality(candidates, truth)["recall"] == 0.0
+    assert candidates.sum() > 40, "the SVM still flags about nu of the set per round: normals in the tails"
 
 
 def test_fit_on_all_refits_on_every_code() -> None:

@@ -79,10 +79,19 @@ def test_a_run_writes_the_complete_results_contract(tmp_path, model: str) -> Non
     if model == "itsr":
         assert [r["round"] for r in on_disk["refinement"]] == [1, 2, 3]
         sizes = [r["n_candidates"] for r in on_disk["refinement"]]
-        assert sizes == sorted(sizes) and sizes[0] > 0
+        nu, n = 0.02, on_disk["n_train"]
+        assert sizes[0] > 0
+        # each round adds about nu of the codes outside A (fit_on=remaining)
+        assert 0.5 * n * (1 - (1 - nu) ** 3) <= sizes[-1] <= 1.5 * n * (1 - (1 - nu) ** 3), sizes
         for r in on_disk["refinement"]:
             assert set(r) >= {"round", "n_candidates", "n_true_anomalies_in_candidates", "precision", "recall"}
-        assert on_disk["retraining"]["n_negative"] > 0
+        retraining = on_disk["retraining"]
+        assert retraining["n_negative"] > 0
+        for key in ("log_likelihood", "rec_error"):  # where retraining took the negative-weight samples
+            assert math.isfinite(retraining[f"negative_{key}_start"]) and math.isfinite(
+                retraining[f"negative_{key}_end"]
+            )
+        assert retraining["negative_log_likelihood_start"] != retraining["negative_log_likelihood_end"]
         assert [c["phase"] for c in curves][-1] == "retraining"
         assert (tmp_path / "refinement.csv").is_file()
 

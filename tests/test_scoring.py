@@ -89,3 +89,34 @@ def test_evaluate_split_has_one_entry_per_criterion() -> None:
     ae = fit_thresholds(rec)
     assert ae.t_prior is None
     assert set(evaluate_split(ae, truth, rec)) == {"rec"}
+
+
+def pairwise_auroc(truth: np.ndarray, score: np.ndarray) -> float:
+    """Mann-Whitney: P(score of an anomaly > score of a normal), ties counted half."""
+    pos, neg = score[truth], score[~truth]
+    greater = (pos[:, None] > neg[None, :]).sum()
+    ties = (pos[:, None] == neg[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+
+
+def test_auroc_and_ap_rank_raw_scores_far_outside_the_unit_interval() -> None:
+    # scores from 40 to 1000: a sigmoid (torchmetrics' reading of scores outside [0, 1]) ties them all
+    g = torch.Generator().manual_seed(0)
+    truth = torch.rand(400, generator=g) < 0.3
+    score = 40.0 + 500.0 * torch.rand(400, generator=g, dtype=torch.float64) + 400.0 * truth.double()
+    m = detection_metrics(truth, score > 300, score)
+    assert m["auroc"] == pytest.approx(pairwise_auroc(truth.numpy(), score.numpy()), abs=1e-12)
+    assert m["auroc"] > 0.9
+    # the metrics depend on the order only: a monotone rescaling into [0, 1] changes nothing
+    rescaled = detection_metrics(truth, score > 300, (score - 40.0) / 1000.0)
+    assert rescaled["auroc"] == pytest.approx(m["auroc"], abs=1e-12)
+    assert rescaled["ap"] == pytest.approx(m["ap"], abs=1e-12)
+
+
+def test_auroc_counts_tied_scores_half() -> None:
+    truth = torch.tensor([True, True, False, False, True, False])
+    score = torch.tensor([5.0, 100.0, 5.0, -80.0, 5.0, 100.0])
+    m = detection_metrics(truth, score > 0, score)
+    assert m["auroc"] == pytest.approx(pairwise_auroc(truth.numpy(), score.numpy()), abs=1e-12)
+    infinite = detection_metrics(truth, score > 0, torch.where(score > 50, math.inf, score))
+    assert infinite["auroc"] == pytest.approx(m["auroc"], abs=1e-12), "infinite scores rank like the largest"

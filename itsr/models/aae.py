@@ -6,9 +6,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
-from itsr.models.base import AnomalyModel, adam, check_finite, generator_loss_per_sample, weighted_mean
+from itsr.models.base import (
+    NEGATIVE_CODE_LOSSES,
+    AnomalyModel,
+    adam,
+    check_finite,
+    discriminator_loss,
+    generator_loss,
+    weighted_mean,
+)
 from itsr.nets import Decoder, Discriminator, Encoder
 from itsr.scoring import reconstruction_error
 
@@ -25,7 +32,10 @@ class AdversarialAutoencoderModule(AnomalyModel):
     per batch; step 2 reuses step 1's codes and runs no encoder. Scoring uses eval mode.
     Sample weights: step 1 uses w_i as in L_w; step 2 counts a code with max(w_i, 0), so a negative
     retraining weight never teaches the discriminator that a candidate's code is a prior sample;
-    step 3 uses the signed weight (see generator_loss_per_sample).
+    step 3 uses the signed weight, once (see generator_loss): a negative weight pushes the code
+    away from the prior's mass, by the discriminator (the paper's "same weight in the adversarial
+    training", Sec. 4.2) or, with negative_code_loss="prior", by the prior likelihood directly.
+    code_batch_norm: batch norm on the 2-D code layer too (Sec. 5, "after each layer in the encoder").
     """
 
     has_likelihood = True
@@ -41,16 +51,26 @@ class AdversarialAutoencoderModule(AnomalyModel):
         lr_generator: float,
         betas_reconstruction: Sequence[float],
         betas_adversarial: Sequence[float],
+        code_batch_norm: bool = True,
+        negative_code_loss: str = "discriminator",
+        negative_prior_radius: float = 3.0,
     ):
         super().__init__()
+        if negative_code_loss not in NEGATIVE_CODE_LOSSES:
+            raise ValueError(
+                f"model.module.negative_code_loss must be one of {NEGATIVE_CODE_LOSSES}, got {negative_code_loss!r}"
+            )
+        if not negative_prior_radius > 0:
+            raise ValueError(f"model.module.negative_prior_radius must be > 0, got {negative_prior_radius}")
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.encoder = Encoder(input_dim, hidden, latent_dim, batch_norm=True)
+        self.encoder = Encoder(input_dim, hidden, latent_dim, batch_norm=True, code_batch_norm=code_batch_norm)
         self.decoder = Decoder(latent_dim, list(reversed(hidden)), input_dim)
         self.discriminator = Discriminator(latent_dim, disc_hidden)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         opt_rec, opt_disc, opt_gen = self.optimizers()
+        hp = self.hparams
         x, w = batch["x"], batch["weight"]
         epoch = self.current_epoch
 
@@ -65,20 +85,17 @@ class AdversarialAutoencoderModule(AnomalyModel):
         with self.toggled_optimizer(opt_disc):
             codes = z.detach()
             prior = torch.randn_like(codes)
-            logits_prior = self.discriminator(prior)
-            logits_codes = self.discriminator(codes)
-            disc_loss = F.binary_cross_entropy_with_logits(logits_prior, torch.ones_like(logits_prior)) + weighted_mean(
-                F.binary_cross_entropy_with_logits(logits_codes, torch.zeros_like(logits_codes), reduction="none"),
-                w.clamp(min=0),
-            )
+            disc_loss = discriminator_loss(self.discriminator(prior), self.discriminator(codes), w)
             check_finite(disc_loss, "discriminator", epoch)
             opt_disc.zero_grad(set_to_none=True)
             self.manual_backward(disc_loss)
             opt_disc.step()
 
         with self.toggled_optimizer(opt_gen):
-            logits = self.discriminator(self.encoder(x))
-            gen_loss = weighted_mean(generator_loss_per_sample(logits, w), w)
+            z_gen = self.encoder(x)
+            gen_loss = generator_loss(
+                self.discriminator(z_gen), z_gen, w, hp.negative_code_loss, hp.negative_prior_radius
+            )
             check_finite(gen_loss, "generator", epoch)
             opt_gen.zero_grad(set_to_none=True)
             self.manual_backward(gen_loss)

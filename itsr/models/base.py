@@ -13,28 +13,92 @@ class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite; training stops and keeps its last good checkpoint."""
 
 
-def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """sum_i w_i * v_i over the samples that count (w_i != 0), divided by their number.
+def mean_over_counted(weighted_values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum_i v_i over the samples that count (w_i != 0), divided by their number.
 
-    The paper's L_w = sum_i w_i L_i (Sec. 4.2), scaled per batch. Dividing by the number of
-    weighted samples (not the batch size) makes a weight of 0 remove a sample exactly: the loss
-    and its gradient equal those of the batch without it.
+    The values must already carry their weights (as generator_loss_per_sample's do); this only
+    normalises. Dividing by the number of weighted samples (not the batch size) makes a weight of
+    0 remove a sample exactly: the loss and its gradient equal those of the batch without it.
     """
-    counted = (weights != 0).sum().clamp(min=1)
-    return (weights * values).sum() / counted
+    return weighted_values.sum() / (weights != 0).sum().clamp(min=1)
+
+
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The paper's L_w = sum_i w_i L_i (Sec. 4.2), scaled per batch: each value weighed once."""
+    return mean_over_counted(weights * values, weights)
 
 
 def generator_loss_per_sample(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Encoder's adversarial loss per sample, carrying the sample's weight (Sec. 4.2).
+    """Encoder's adversarial loss per sample, already carrying the sample's weight (Sec. 4.2).
 
     w >= 0: w * BCE(D(z), prior), the usual non-saturating "fool the discriminator" term.
-    w < 0: |w| * BCE(D(z), code), pushing a retraining candidate's code *out of* the prior's mass.
-    Writing the negative case as a positive loss towards the other label keeps it bounded below;
-    -w * BCE(D(z), prior) would diverge to minus infinity as D(z) -> 0.
+    w < 0: |w| * BCE(D(z), code), pushing a retraining candidate's code towards where the
+    discriminator says "not a prior sample". Writing the negative case as a positive loss towards
+    the other label keeps it bounded below; -w * BCE(D(z), prior) would diverge to minus infinity.
+    Normalise with mean_over_counted, never weighted_mean: weighing twice squares w and turns
+    w = -1 back into -BCE(D(z), code), whose gradient pulls the code *into* the prior's mass.
+
+    What the discriminator can know: it is trained on prior samples against the codes of weight
+    > 0 (see AdversarialAutoencoderModule), so D(z) is low where the retained codes are denser
+    than the prior, or where neither has mass. "D low" is therefore not the same as "low prior
+    density": a spot near the mode that the retained codes over-fill also has a low D. The
+    likelihood term (negative_code_loss="prior") pushes on log p(z) directly instead.
     """
     toward_prior = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
     away_from_prior = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none")
     return torch.where(weights >= 0, weights * toward_prior, -weights * away_from_prior)
+
+
+NEGATIVE_CODE_LOSSES = ("discriminator", "prior")
+
+
+def prior_push_per_sample(codes: torch.Tensor, weights: torch.Tensor, radius: float) -> torch.Tensor:
+    """|w| * max(0, log p(z) - log p(z_r)) for w < 0, else 0: a direct push on the prior likelihood.
+
+    z_r is any code at distance `radius` from the mode of N(0, I); log p(z) - log p(z_r) =
+    (radius^2 - |z|^2) / 2, so the term pulls a negative-weight code straight out of the prior's
+    mass until it lies `radius` standard deviations out, and is bounded below (unlike -log p(z)).
+    """
+    inside = (radius**2 - codes.pow(2).sum(dim=1)).clamp(min=0) / 2
+    return torch.where(weights < 0, -weights * inside, torch.zeros_like(inside))
+
+
+def discriminator_loss(logits_prior: torch.Tensor, logits_codes: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Prior samples (label 1) against the codes (label 0), a code counted with max(w, 0).
+
+    A negative retraining weight never teaches the discriminator that a candidate's code is a
+    prior sample; a weight of 0 leaves the code out.
+    """
+    real = F.binary_cross_entropy_with_logits(logits_prior, torch.ones_like(logits_prior))
+    fake = F.binary_cross_entropy_with_logits(logits_codes, torch.zeros_like(logits_codes), reduction="none")
+    return real + weighted_mean(fake, weights.clamp(min=0))
+
+
+def generator_loss(
+    logits: torch.Tensor,
+    codes: torch.Tensor,
+    weights: torch.Tensor,
+    negative_code_loss: str = "discriminator",
+    negative_prior_radius: float = 3.0,
+) -> torch.Tensor:
+    """The encoder's adversarial loss for a batch, each sample's term weighed exactly once.
+
+    negative_code_loss="discriminator": the paper's reading, the same weight in the adversarial
+    part (Sec. 4.2); "prior": w >= 0 as before, w < 0 by prior_push_per_sample instead.
+    """
+    if negative_code_loss == "discriminator":
+        per_sample = generator_loss_per_sample(logits, weights)
+    elif negative_code_loss == "prior":
+        per_sample = torch.where(
+            weights < 0,
+            prior_push_per_sample(codes, weights, negative_prior_radius),
+            generator_loss_per_sample(logits, weights.clamp(min=0)),
+        )
+    else:
+        raise ValueError(
+            f"model.module.negative_code_loss must be one of {NEGATIVE_CODE_LOSSES}, got {negative_code_loss!r}"
+        )
+    return mean_over_counted(per_sample, weights)
 
 
 def adam(params, lr: float, betas) -> torch.optim.Adam:
