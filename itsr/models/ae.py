@@ -1,4 +1,4 @@
-"""The conventional autoencoder baseline (Sec. 3, 5), trained with automatic optimization."""
+"""The conventional autoencoder baseline (Sec. 3, 5): one Adam step per batch, manual optimization."""
 
 from __future__ import annotations
 
