@@ -318,8 +318,12 @@ def verdict(cells, setting: str, alpha: float, split: str, metric: str) -> str:
     """Which of all methods wins on `metric`, against the best of the other camp (ours vs peers)."""
     ours = _best(cells, setting, alpha, split, METHODS, metric)
     peer = _best(cells, setting, alpha, split, PEERS, metric)
-    if ours is None or peer is None:
-        return "no comparison (ours or the peers missing)"
+    if peer is None:
+        return "no peer in this report"
+    if ours is None:
+        paper = PAPER.get((setting, alpha, "itsr", split, PAPER_CRITERION["itsr"])) if metric == "bacc" else None
+        against = f" vs the paper's ITSR {paper.bacc:.2f} (a single run)" if paper else ""
+        return f"none of ours in this report; best peer {peer[0].upper()} {peer[1]:.3f}{against}"
     winner, other = (ours, peer) if ours[1] >= peer[1] else (peer, ours)
     camp = "ours" if winner is ours else "a peer"
     return f"{winner[0].upper()} ({camp}) {winner[1]:.3f} over {other[0].upper()} {other[1]:.3f}, " + _versus(

@@ -172,6 +172,11 @@ def test_the_report_sets_peers_beside_our_methods_with_a_verdict(tmp_path) -> No
     # KNN leads ITSR by 0.12 BACC, six times the larger std (0.02); ITSR leads on AUROC (0.98 vs 0.96)
     assert "BACC: KNN (a peer) 0.940 over ITSR 0.820, by 0.120, 6.0× the larger seed std (0.020)" in text
     assert "AUROC: ITSR (ours) 0.980 over KNN 0.960, by 0.020, 2.0× the larger seed std (0.010)" in text
+    # a report of peers alone says so, and sets the best peer against the paper's single ITSR run
+    only_peers = render([r for r in runs if r.model != "itsr"], problems, [])
+    assert (
+        "BACC: none of ours in this report; best peer KNN 0.940 vs the paper's ITSR 0.93 (a single run)" in only_peers
+    )
 
 
 def test_a_grid_of_our_models_and_peers_and_the_report(tmp_path) -> None:
