@@ -24,6 +24,8 @@ from itsr.scoring import detection_metrics, percentile
 INPUT_DIM_OPTION = "n_features"
 # PyOD's neighbour-based detectors (KNN, LOF) need more training images than neighbours
 NEIGHBOURS_OPTION = "n_neighbors"
+# joblib's zlib level for peer.joblib: KNN, LOF and ECOD keep the training images, mostly zero pixels
+PICKLE_COMPRESSION = 3
 
 
 def detector_class(target: str) -> type:
@@ -121,7 +123,7 @@ def save_peer(run_dir: Path, detector) -> str:
     import joblib
 
     buffer = io.BytesIO()
-    joblib.dump(detector, buffer)
+    joblib.dump(detector, buffer, compress=PICKLE_COMPRESSION)
     data = buffer.getvalue()
     write_bytes_atomic(run_dir / PEER_FILE, data)
     return hashlib.sha256(data).hexdigest()

@@ -38,7 +38,7 @@ from itsr.tracking import build_logger, finishing, log_results
 EPOCH_OPTIONS = ("epochs", "epoch_num")
 
 
-def save_peer_model(path: Path, cfg: DictConfig, detector, thresholds: dict, train_scores: np.ndarray, prep) -> None:
+def save_peer_model(path: Path, cfg: DictConfig, peer_sha256: str, thresholds: dict, train_scores: np.ndarray, prep):
     """model.pt of a peer: plain data and tensors only (weights_only loading), pointing at peer.joblib."""
     target, options = detector_options(cfg.model.detector)
     payload = {
@@ -47,7 +47,7 @@ def save_peer_model(path: Path, cfg: DictConfig, detector, thresholds: dict, tra
         "module": PEER_MODULE,
         "detector": {"target": target, "options": options},
         "peer_file": PEER_FILE,
-        "peer_sha256": save_peer(path.parent, detector),
+        "peer_sha256": peer_sha256,
         "thresholds": thresholds,
         "percentiles": {SCORE_CRITERION: cfg.scoring.rec_percentile},
         "criterion": SCORE_CRITERION,
@@ -86,6 +86,8 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
         fit_started = time.perf_counter()
         train_scores = fit_detector(detector, dm.train.x.numpy(), name, source)  # images only, never labels
         fit_time = time.perf_counter() - fit_started
+        # saved as fitted: scoring may leave state behind (ECOD keeps the last scored batch, 383 MB on MNIST)
+        peer_sha256 = save_peer(run_dir, detector)
         score_started = time.perf_counter()
         test_scores = {split: score_images(detector, images.x.numpy()) for split, images in dm.test.items()}
         score_time = time.perf_counter() - score_started
@@ -111,7 +113,7 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
                 SCORE_CRITERION: train_scores.tolist(),
             },
         )
-        save_peer_model(run_dir / MODEL_FILE, cfg, detector, thresholds, train_scores, preprocessing_of(cfg))
+        save_peer_model(run_dir / MODEL_FILE, cfg, peer_sha256, thresholds, train_scores, preprocessing_of(cfg))
         train_tensor = torch.from_numpy(train_scores)
         training_error_histogram(
             train_tensor,
