@@ -86,7 +86,7 @@ def fig5_bars(cells, out_dir: Path) -> str | None:
         ax.set_xlabel("method" + (" (right of the dotted line: PyOD peers)" if len(methods) > len(METHODS) else ""))
     for ax in axes:
         ax.set_ylabel("balanced accuracy")
-    axes[-1].legend(fontsize=7, loc="lower right")
+    axes[-1].legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return _save(fig, out_dir / "fig5_bacc.png")
 
