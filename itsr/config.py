@@ -5,10 +5,12 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from itsr.evaluation import THRESHOLD_POPULATIONS
+from itsr.peers import PEERS, is_peer
 
 KNOWN_DATASETS = ("mnist", "fmnist", "folder")
-KNOWN_MODELS = ("ae", "aae", "itsr")
+KNOWN_MODELS = ("ae", "aae", "itsr", *PEERS)
 ALPHA_RANGE = "[0, 0.5)"
+PYOD_CONTAMINATION = (0.0, 0.5)  # PyOD's BaseDetector accepts contamination in (0, 0.5]
 
 
 class ConfigError(ValueError):
@@ -63,7 +65,9 @@ def _validate_training(cfg: DictConfig) -> None:
         raise ConfigError(f"model.name must be one of {KNOWN_MODELS}, got {cfg.model.name!r}")
     for key in ("batch_size", "score_batch_size", "curves.every_n_epochs", "checkpoint.every_n_epochs"):
         _positive_int(cfg, key)
-    if cfg.model.get("refinement") is None:
+    if is_peer(cfg.model.name):
+        _validate_peer(cfg)
+    elif cfg.model.get("refinement") is None:
         _positive_int(cfg, "model.max_epochs")
     else:
         for key in ("pretrain_epochs", "rounds", "round_epochs", "retrain_epochs"):
@@ -83,3 +87,30 @@ def _validate_training(cfg: DictConfig) -> None:
         )
     if cfg.threads is not None:
         _positive_int(cfg, "threads")
+
+
+def _validate_peer(cfg: DictConfig) -> None:
+    """A PyOD peer: its class exists, every key of model.detector is one of its options, and its
+    contamination is one PyOD accepts; values PyOD checks itself fail at fit, naming the model."""
+    from itsr.peers.detector import PeerError, constructor_options, detector_options
+
+    if cfg.model.get("detector") is None or "_target_" not in cfg.model.detector:
+        raise ConfigError(f"model={cfg.model.name}: model.detector._target_ is required (a PyOD class)")
+    target, options = detector_options(cfg.model.detector)
+    try:
+        allowed = constructor_options(target)
+    except PeerError as error:
+        raise ConfigError(str(error)) from error
+    unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
+    if unknown:
+        raise ConfigError(
+            f"model.detector.{unknown[0]}: not an option of {target} (model={cfg.model.name}); "
+            f"its options: {', '.join(allowed)}"
+        )
+    low, high = PYOD_CONTAMINATION
+    contamination = options.get("contamination")
+    if contamination is not None and (not isinstance(contamination, (int, float)) or not low < contamination <= high):
+        raise ConfigError(
+            f"model.detector.contamination must lie in ({low}, {high}] (PyOD), got {contamination!r}; it "
+            "follows alpha, so with alpha=0 set it, e.g. model.detector.contamination=0.05"
+        )

@@ -78,8 +78,8 @@ def resolve_model_path(model: str | Path) -> Path:
     return path
 
 
-def load_model(model: str | Path) -> tuple[AnomalyModel, dict]:
-    """The module in eval mode and the file's metadata."""
+def read_model_file(model: str | Path) -> dict:
+    """model.pt's content, loaded with weights_only=True: tensors and plain data, never code."""
     path = resolve_model_path(model)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -93,6 +93,18 @@ def load_model(model: str | Path) -> tuple[AnomalyModel, dict]:
         raise ModelFileError(
             f"{path}: model file format {found}, this version reads {MODEL_FORMAT}; retrain or "
             "use the itsr version that wrote it"
+        )
+    return payload
+
+
+def load_model(model: str | Path, payload: dict | None = None) -> tuple[AnomalyModel, dict]:
+    """The module in eval mode and the file's metadata (payload: the file's content, if already read)."""
+    path = resolve_model_path(model)
+    payload = read_model_file(model) if payload is None else payload
+    if payload.get("module") not in MODULES:
+        raise ModelFileError(
+            f"{path}: holds no network (module {payload.get('module')!r}); a PyOD peer's run directory is scored "
+            "by `python -m itsr.predict RUN_DIR ...`"
         )
     for key in ("thresholds", "preprocessing", "state_dict", "hparams", "module"):
         if payload.get(key) is None:

@@ -24,14 +24,21 @@ def _save(fig, path: Path) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def training_error_histogram(rec_error: torch.Tensor, is_anomaly: torch.Tensor, title: str, path: Path) -> None:
-    """Reconstruction error of normal vs anomalous training images (Fig. 5 d-f)."""
+def training_error_histogram(
+    rec_error: torch.Tensor,
+    is_anomaly: torch.Tensor,
+    title: str,
+    path: Path,
+    xlabel: str = "reconstruction error (pixelwise MSE)",
+) -> None:
+    """Reconstruction error (or a peer's score) of normal vs anomalous training images (Fig. 5 d-f)."""
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    bins = torch.linspace(0, float(rec_error.max()), 60).numpy()
+    # from 0 for errors; a peer's score may be negative (PyOD's IForest, OCSVM)
+    bins = torch.linspace(min(0.0, float(rec_error.min())), float(rec_error.max()), 60).numpy()
     for mask, color, label in ((~is_anomaly, NORMAL_COLOR, "normal"), (is_anomaly, ANOMALY_COLOR, "anomalous")):
         if mask.any():  # an unlabeled folder has no known anomalies
             ax.hist(rec_error[mask].numpy(), bins=bins, density=True, alpha=0.6, color=color, label=label)
-    ax.set_xlabel("reconstruction error (pixelwise MSE)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
     ax.set_title(title)
     ax.legend()

@@ -5,7 +5,9 @@
 MODEL is a run directory of `python -m itsr.run` (its model.pt) or a model.pt file; INPUT is image
 files or folders (PNG, JPEG, BMP; nested folders allowed). Writes a CSV with the columns
 path,rec_error,log_likelihood,score,is_anomaly (score: the criterion's single score, higher = more
-anomalous, > 0 exactly when the image is flagged) and prints a summary.
+anomalous, > 0 exactly when the image is flagged) and prints a summary. A PyOD peer's run (model=iforest,
+...) writes path,detector_score,score,is_anomaly; its detector is a pickle (peer.joblib), loaded only when
+MODEL is the run directory itself, and only if it is the file the run's model.pt recorded.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from pathlib import Path
 import torch
 
 from itsr.data.images import ImageSizeError, Preprocessing, find_images, load_images
-from itsr.export import ModelFileError, load_model
+from itsr.export import ModelFileError, load_model, read_model_file
 from itsr.io import write_bytes_atomic
+from itsr.peers import PEER_CRITERIA, PEER_MODULE, SCORE_CRITERION, PeerError
 from itsr.scoring import CRITERIA, Thresholds, criterion_scores, decisions, fit_thresholds
 
 MONTAGE_DEFAULT_COUNT = 16
@@ -54,18 +57,16 @@ def score_paths(
     progress: bool = False,
 ) -> dict:
     """Scores of every readable image; the result also lists skipped files and the thresholds used."""
-    module, payload = load_model(model)
+    payload = read_model_file(model)
+    if payload.get("module") == PEER_MODULE:
+        return score_paths_with_peer(model, payload, inputs, criterion, rec_percentile, lik_percentile, progress)
+    module, payload = load_model(model, payload)
     criterion = criterion or payload["criterion"]
     if criterion not in CRITERIA or (criterion != "rec" and not module.has_likelihood):
         allowed = CRITERIA if module.has_likelihood else ("rec",)
         raise PredictError(f"--criterion {criterion}: this {payload['model']} model offers {allowed}")
     prep = Preprocessing.from_dict(payload["preprocessing"])
-    paths = find_images(*inputs)
-    if not paths:
-        raise PredictError(f"no image files (.png, .jpg, .jpeg, .bmp) in {', '.join(map(str, inputs))}")
-    x, kept, skipped = load_images(paths, prep, progress=progress)
-    if not kept:
-        raise PredictError(f"none of the {len(paths)} files is a readable image (see the warnings above)")
+    x, kept, skipped = _images(inputs, prep, progress)
     module.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     scores = module.score(x, batch_size)
     thresholds = thresholds_for(payload, rec_percentile, lik_percentile)
@@ -85,9 +86,83 @@ def score_paths(
     }
 
 
+def _images(inputs: list[str | Path], prep: Preprocessing, progress: bool):
+    paths = find_images(*inputs)
+    if not paths:
+        raise PredictError(f"no image files (.png, .jpg, .jpeg, .bmp) in {', '.join(map(str, inputs))}")
+    x, kept, skipped = load_images(paths, prep, progress=progress)
+    if not kept:
+        raise PredictError(f"none of the {len(paths)} files is a readable image (see the warnings above)")
+    return x, kept, skipped
+
+
+def score_paths_with_peer(
+    model: str | Path,
+    payload: dict,
+    inputs: list[str | Path],
+    criterion: str | None,
+    percentile: float | None,
+    lik_percentile: float | None,
+    progress: bool,
+) -> dict:
+    """A PyOD peer's run: its detector comes from the pickle beside model.pt, which is unpickled only when
+    MODEL is the run directory (the user named it), never from a model.pt path alone."""
+    from itsr.peers.detector import load_peer, score_images
+
+    name = payload["model"]
+    criterion = criterion or payload["criterion"]
+    if criterion not in PEER_CRITERIA:
+        raise PredictError(f"--criterion {criterion}: this {name} peer offers {PEER_CRITERIA}")
+    if lik_percentile is not None:
+        raise PredictError(f"--lik-percentile: this {name} peer has no likelihood")
+    if percentile is not None and criterion != SCORE_CRITERION:
+        raise PredictError(f"--rec-percentile re-thresholds the {SCORE_CRITERION!r} criterion, not {criterion!r}")
+    if not Path(model).is_dir():
+        raise PredictError(
+            f"{model}: a {name} peer keeps its fitted detector as a pickle ({payload['peer_file']}) beside "
+            "model.pt; itsr unpickles it only from a run directory you name: pass the run directory"
+        )
+    prep = Preprocessing.from_dict(payload["preprocessing"])
+    x, kept, skipped = _images(inputs, prep, progress)
+    detector = load_peer(Path(model), payload["peer_sha256"])
+    raw = torch.from_numpy(score_images(detector, x.numpy()))
+    train = payload["train_score"]
+    saved = payload["thresholds"]
+    if percentile is not None:  # the saved training scores, another percentile: as --rec-percentile for our models
+        threshold = fit_thresholds(train, rec_percentile=percentile)
+    else:  # the threshold saved for the criterion, scaled by the training median as our models' scores
+        threshold = Thresholds(t_rec=saved[criterion], rec_median=saved["median"])
+    return {
+        "paths": kept,
+        "skipped": skipped,
+        "detector_score": raw,
+        "score": criterion_scores(threshold, raw)["rec"],
+        "is_anomaly": decisions(threshold, raw)["rec"],
+        "reconstruction": None,
+        "inputs": x,
+        "thresholds": threshold,
+        "criterion": criterion,
+        "preprocessing": prep,
+        "peer": name,
+    }
+
+
 def write_predictions(path: Path, result: dict) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    if "peer" in result:
+        writer.writerow(["path", "detector_score", "score", "is_anomaly"])
+        for i, image in enumerate(result["paths"]):
+            writer.writerow(
+                [
+                    str(image),
+                    repr(float(result["detector_score"][i])),
+                    repr(float(result["score"][i])),
+                    int(result["is_anomaly"][i]),
+                ]
+            )
+        write_bytes_atomic(path, buffer.getvalue().encode())
+        return
     writer.writerow(["path", "rec_error", "log_likelihood", "score", "is_anomaly"])
     lik = result["log_likelihood"]
     for i, image in enumerate(result["paths"]):
@@ -104,7 +179,8 @@ def write_predictions(path: Path, result: dict) -> None:
 
 
 def write_montage(path: Path, result: dict, count: int) -> None:
-    """The most anomalous images (top row of each pair) above their reconstructions."""
+    """The most anomalous images (top row of each pair) above their reconstructions (a peer has none: one row
+    per image row)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,20 +189,23 @@ def write_montage(path: Path, result: dict, count: int) -> None:
     prep: Preprocessing = result["preprocessing"]
     order = torch.argsort(result["score"], descending=True)[:count]
     columns = min(8, len(order))
-    rows = 2 * ((len(order) + columns - 1) // columns)
+    per_image = 1 if result["reconstruction"] is None else 2
+    rows = per_image * ((len(order) + columns - 1) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.7 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     channels = 3 if prep.color == "rgb" else 1
     for k, i in enumerate(order.tolist()):
-        r, c = 2 * (k // columns), k % columns
-        for row, image in ((r, result["inputs"][i]), (r + 1, result["reconstruction"][i])):
+        r, c = per_image * (k // columns), k % columns
+        pairs = [(r, result["inputs"][i])]
+        if result["reconstruction"] is not None:
+            pairs.append((r + 1, result["reconstruction"][i]))
+        for row, image in pairs:
             pixels = image.reshape(channels, *prep.size).permute(1, 2, 0).squeeze(-1).clamp(0, 1).numpy()
             axes[row][c].imshow(pixels, cmap="gray" if channels == 1 else None, vmin=0, vmax=1)
         axes[r][c].set_title(f"{result['paths'][i].name[:14]}\nscore {float(result['score'][i]):.2f}", fontsize=7)
-    fig.suptitle(
-        f"Most anomalous images (criterion {result['criterion']}): image above, reconstruction below", fontsize=9
-    )
+    below = "" if result["reconstruction"] is None else ": image above, reconstruction below"
+    fig.suptitle(f"Most anomalous images (criterion {result['criterion']}){below}", fontsize=9)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -139,11 +218,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("inputs", nargs="+", help="image files or folders")
     parser.add_argument("--out", type=Path, default=Path("scores.csv"), help="CSV to write (default: scores.csv)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    parser.add_argument("--criterion", choices=CRITERIA, help="default: the model's (combined, or rec for the AE)")
+    parser.add_argument(
+        "--criterion",
+        choices=CRITERIA + PEER_CRITERIA,
+        help="default: the model's (combined, or rec for the AE; score for a PyOD peer)",
+    )
     parser.add_argument(
         "--rec-percentile",
         type=float,
-        help="T_rec from this percentile of the training errors instead of the saved threshold (the paper: 90)",
+        help="T_rec from this percentile of the training errors (a peer: of its training scores) instead of the "
+        "saved threshold (the paper: 90)",
     )
     parser.add_argument(
         "--lik-percentile",
@@ -171,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             args.device,
             progress=True,
         )
-    except (ModelFileError, PredictError, ImageSizeError, FileNotFoundError) as error:
+    except (ModelFileError, PredictError, PeerError, ImageSizeError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     write_predictions(args.out, result)
@@ -179,9 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         write_montage(args.montage, result, args.montage_count)
     n, flagged = len(result["paths"]), int(result["is_anomaly"].sum())
     th = result["thresholds"]
+    threshold = f"threshold {th.t_rec:.5g}" if "peer" in result else f"T_rec {th.t_rec:.5g}"
     print(
         f"scored {n} images: {flagged} flagged as anomalous ({100 * flagged / n:.1f}%), criterion "
-        f"{result['criterion']}, T_rec {th.t_rec:.5g}" + (f", T_prior {th.t_prior:.4g}" if th.t_prior else "")
+        f"{result['criterion']}, {threshold}" + (f", T_prior {th.t_prior:.4g}" if th.t_prior else "")
     )
     if result["skipped"]:
         print(f"skipped {len(result['skipped'])} unreadable files:")

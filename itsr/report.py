@@ -23,6 +23,7 @@ from pathlib import Path
 
 from itsr.io import write_bytes_atomic
 from itsr.paper import METHODS, PAPER, PAPER_CRITERION, SETTINGS, SPLITS
+from itsr.peers import PEERS, SCORE_CRITERION
 from itsr.run import FAILURE_FILE, METRICS_FORMAT
 
 MATCH_TOLERANCE = 0.03  # a cell "matches" the paper when |ours - paper| <= this BACC
@@ -170,6 +171,7 @@ def layout_table(cells, problems, alpha: float, title: str) -> list[str]:
         for model in METHODS:
             row = [paper_cell(cells, problems, s, alpha, model, split, PAPER_CRITERION[model]) for s in SETTINGS]
             lines.append(f"| {model.upper()} | {split} | " + " | ".join(row) + " |")
+        lines += peer_rows(cells, problems, alpha, split)
     return lines + [""]
 
 
@@ -203,7 +205,7 @@ def full_table(cells) -> list[str]:
     order = {s: i for i, s in enumerate(SETTINGS)}
     for key in sorted(
         cells,
-        key=lambda k: (order.get(k[0], 99), k[0], -k[1], METHODS.index(k[2]) if k[2] in METHODS else 9, k[3], k[4]),
+        key=lambda k: (order.get(k[0], 99), k[0], -k[1], method_rank(k[2]), k[3], k[4]),
     ):
         setting, alpha, model, split, criterion = key
         cell = cells[key]
@@ -224,7 +226,9 @@ def render(runs: list[Run], problems: list[Problem], figures: list[str]) -> str:
         "",
         f"{len(runs)} finished runs; {len(problems)} skipped or failed (listed at the end). "
         "BACC as mean ± std over seeds (n runs), beside the paper's single-run value; ✓ within "
-        f"{MATCH_TOLERANCE}. AE: reconstruction criterion; AAE and ITSR: combined criterion, as in the paper.",
+        f"{MATCH_TOLERANCE}. AE: reconstruction criterion; AAE and ITSR: combined criterion, as in the paper. "
+        "Peers (PyOD detectors on the same training sets and splits, marked *peer*): criterion `score`, anomaly "
+        "if the detector's score is above the p90 of its training scores (the paper's T_rec rule).",
         "",
     ]
     if FIG5_ALPHA in alphas:
@@ -242,6 +246,9 @@ def render(runs: list[Run], problems: list[Problem], figures: list[str]) -> str:
         for criterion in ("rec", "lik", "combined"):
             lines.append(f"| {criterion} | {paper_cell(cells, problems, *CLEAN, 'observed', criterion)} |")
         lines.append("")
+    for alpha in (FIG5_ALPHA, *TABLE1_ALPHAS):
+        if alpha in alphas:
+            lines += peer_verdicts(cells, alpha)
     lines += ["## Match with the paper", "", *match_summary(cells)]
     lines += ["## All cells, with AUROC and AP", "", *full_table(cells)]
     if figures:
@@ -251,6 +258,115 @@ def render(runs: list[Run], problems: list[Problem], figures: list[str]) -> str:
         lines += [f"| {p.path} | {p.status} | {p.reason} |" for p in problems]
         lines.append("")
     return "\n".join(lines)
+
+
+def method_rank(model: str) -> int:
+    """Report order: the paper's methods, then the peers in itsr.peers.PEERS order, then anything else."""
+    order = (*METHODS, *PEERS)
+    return order.index(model) if model in order else len(order)
+
+
+def method_criterion(model: str) -> str:
+    """The criterion a method is compared by: the paper's for AE, AAE and ITSR; `score` for a peer."""
+    return PAPER_CRITERION.get(model, SCORE_CRITERION)
+
+
+def peers_in(cells, alpha: float) -> list[str]:
+    """Peers with at least one cell at this alpha, in report order."""
+    return sorted({k[2] for k in cells if k[1] == alpha and k[2] in PEERS}, key=method_rank)
+
+
+def peer_rows(cells, problems, alpha: float, split: str) -> list[str]:
+    """One row per peer in the paper's layouts (the paper has no value for them)."""
+    return [
+        f"| {peer.upper()} *peer* | {split} | "
+        + " | ".join(paper_cell(cells, problems, s, alpha, peer, split, SCORE_CRITERION) for s in SETTINGS)
+        + " |"
+        for peer in peers_in(cells, alpha)
+    ]
+
+
+def _best(cells, setting: str, alpha: float, split: str, models, metric: str) -> tuple[str, float, float, int] | None:
+    """(model, mean, std, n) of the model with the highest mean `metric`, or None if none has a number."""
+    best = None
+    for model in models:
+        cell = cells.get((setting, alpha, model, split, method_criterion(model)))
+        if cell is None:
+            continue
+        values = getattr(cell, metric)
+        mean, std = mean_std(values)
+        if not math.isnan(mean) and (best is None or mean > best[1]):
+            best = (model, mean, std, len(values))
+    return best
+
+
+def _versus(winner: tuple, other: tuple) -> str:
+    """How far the winner is ahead, against the larger of the two seed spreads (std over seeds)."""
+    margin = winner[1] - other[1]
+    if min(winner[3], other[3]) < 2:
+        spread = "one seed, so no spread to compare with"
+    else:
+        std = max(winner[2], other[2])
+        if margin <= std:
+            spread = f"within the seed spread (std up to {std:.3f})"
+        else:
+            spread = f"{margin / std:.1f}× the larger seed std ({std:.3f})" if std > 0 else "the seeds agree exactly"
+    return f"by {margin:.3f}, {spread}"
+
+
+def verdict(cells, setting: str, alpha: float, split: str, metric: str) -> str:
+    """Which of all methods wins on `metric`, against the best of the other camp (ours vs peers)."""
+    ours = _best(cells, setting, alpha, split, METHODS, metric)
+    peer = _best(cells, setting, alpha, split, PEERS, metric)
+    if peer is None:
+        return "no peer in this report"
+    if ours is None:
+        paper = PAPER.get((setting, alpha, "itsr", split, PAPER_CRITERION["itsr"])) if metric == "bacc" else None
+        against = f" vs the paper's ITSR {paper.bacc:.2f} (a single run)" if paper else ""
+        return f"none of ours in this report; best peer {peer[0].upper()} {peer[1]:.3f}{against}"
+    winner, other = (ours, peer) if ours[1] >= peer[1] else (peer, ours)
+    camp = "ours" if winner is ours else "a peer"
+    return f"{winner[0].upper()} ({camp}) {winner[1]:.3f} over {other[0].upper()} {other[1]:.3f}, " + _versus(
+        winner, other
+    )
+
+
+def peer_verdicts(cells, alpha: float) -> list[str]:
+    """The best peer beside the paper's methods, and a verdict per setting and test split."""
+    if not peers_in(cells, alpha):
+        return []
+    lines = [
+        f"### Against the best peer (α = {alpha * 100:g}%)",
+        "",
+        "BACC, mean ± std over seeds; best peer: the peer with the highest mean BACC in that cell.",
+        "",
+        "| setting | test split | " + " | ".join(m.upper() for m in METHODS) + " | best peer | paper ITSR |",
+        "| --- | --- |" + " --- |" * (len(METHODS) + 2),
+    ]
+    for setting, title in SETTINGS.items():
+        for split in SPLITS:
+            row = []
+            for model in METHODS:
+                cell = cells.get((setting, alpha, model, split, method_criterion(model)))
+                row.append(_fmt(cell.bacc) if cell else "–")
+            best = _best(cells, setting, alpha, split, PEERS, "bacc")
+            if best:
+                row.append(f"{best[0].upper()} {_fmt(cells[(setting, alpha, best[0], split, SCORE_CRITERION)].bacc)}")
+            else:
+                row.append("–")
+            paper = PAPER.get((setting, alpha, "itsr", split, PAPER_CRITERION["itsr"]))
+            row.append(f"{paper.bacc:.2f}" if paper else "–")
+            lines.append(f"| {title} | {split} | " + " | ".join(row) + " |")
+    lines += ["", "Verdicts (which method wins, and by how much against the spread over seeds):", ""]
+    for setting, title in SETTINGS.items():
+        for split in SPLITS:
+            if not any(k[:2] == (setting, alpha) and k[3] == split for k in cells):
+                continue
+            lines.append(
+                f"- {title}, {split}: BACC: {verdict(cells, setting, alpha, split, 'bacc')}; "
+                f"AUROC: {verdict(cells, setting, alpha, split, 'auroc')}."
+            )
+    return lines + [""]
 
 
 def read_csv(path: Path) -> dict[str, list[float]]:

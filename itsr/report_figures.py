@@ -14,7 +14,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from itsr.figures import ANOMALY_COLOR, NORMAL_COLOR  # noqa: E402
 from itsr.io import write_bytes_atomic  # noqa: E402
-from itsr.paper import METHODS, PAPER, PAPER_CRITERION, SETTINGS, SPLITS  # noqa: E402
+from itsr.paper import METHODS, PAPER, SETTINGS, SPLITS  # noqa: E402
 
 FIG_DPI = 110
 FIG5_ALPHA = 0.05
@@ -42,19 +42,24 @@ def _first(runs, setting: str, alpha: float, model: str):
 
 
 def fig5_bars(cells, out_dir: Path) -> str | None:
-    """BACC per method and test split, ours (mean, std over seeds) beside the paper's bars."""
-    from itsr.report import mean_std
+    """BACC per method and test split, ours (mean, std over seeds) beside the paper's bars; the peers
+    (PyOD, criterion `score`) beside our methods, where the report has them."""
+    from itsr.report import mean_std, method_criterion, peers_in
 
     if not any(k[1] == FIG5_ALPHA for k in cells):
         return None
-    fig, axes = plt.subplots(1, len(SETTINGS), figsize=(5 * len(SETTINGS), 3.8), sharey=True)
+    methods = (*METHODS, *peers_in(cells, FIG5_ALPHA))
+    if len(methods) > len(METHODS):  # with peers: one row per setting, so the bars stay readable
+        fig, axes = plt.subplots(len(SETTINGS), 1, figsize=(2 + 0.9 * len(methods), 3.2 * len(SETTINGS)), sharey=True)
+    else:
+        fig, axes = plt.subplots(1, len(SETTINGS), figsize=(5 * len(SETTINGS), 3.8), sharey=True)
     width = 0.2
     for ax, (setting, title) in zip(axes, SETTINGS.items()):
-        x = np.arange(len(METHODS))
+        x = np.arange(len(methods))
         for j, split in enumerate(SPLITS):
-            keys = [(setting, FIG5_ALPHA, m, split, PAPER_CRITERION[m]) for m in METHODS]
+            keys = [(setting, FIG5_ALPHA, m, split, method_criterion(m)) for m in methods]
             ours = [mean_std(cells[k].bacc) if k in cells else (np.nan, np.nan) for k in keys]
-            paper = [PAPER[(setting, FIG5_ALPHA, m, split, PAPER_CRITERION[m])].bacc for m in METHODS]
+            paper = [PAPER[k].bacc if k in PAPER else np.nan for k in keys]
             offset = (j - 0.5) * 2 * width
             ax.bar(
                 x + offset - width / 2,
@@ -73,12 +78,16 @@ def fig5_bars(cells, out_dir: Path) -> str | None:
                 hatch="//",
                 label=f"paper, {split}",
             )
-        ax.set_xticks(x, [m.upper() for m in METHODS])
+        if len(methods) > len(METHODS):  # peers to the right of this line
+            ax.axvline(len(METHODS) - 0.5, color="grey", lw=0.8, ls=":")
+        ax.set_xticks(x, [m.upper() for m in methods])
         ax.set_ylim(0.4, 1.0)
         ax.set_title(f"{title}, α = 5%")
-        ax.set_xlabel("method")
-    axes[0].set_ylabel("balanced accuracy")
-    axes[-1].legend(fontsize=7, loc="lower right")
+        ax.set_xlabel("method" + (" (right of the dotted line: PyOD peers)" if len(methods) > len(METHODS) else ""))
+    for ax in axes:
+        ax.set_ylabel("balanced accuracy")
+    axes[-1].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
     return _save(fig, out_dir / "fig5_bacc.png")
 
 

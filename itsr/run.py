@@ -22,11 +22,12 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from itsr.config import validate
+from itsr.config import ConfigError, validate
 from itsr.curves import TrainingCurves
 from itsr.data.datamodule import AnomalyDataModule, BenchmarkDataModule, FolderDataModule
 from itsr.data.images import MNIST_PREPROCESSING, Preprocessing
@@ -35,6 +36,7 @@ from itsr.export import MODEL_FILE, save_model
 from itsr.figures import latent_scatter, score_scatter, training_error_histogram
 from itsr.io import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from itsr.noise import silence_third_party_noise
+from itsr.peers import PeerError, is_peer
 from itsr.refinement import ITSRRefinement
 from itsr.tracking import build_logger, finishing, log_results
 
@@ -45,6 +47,11 @@ FAILURE_FILE = "failed.json"
 METRICS_FORMAT = 1  # bump when the layout of metrics.json changes; the report checks it
 LAST_CHECKPOINT = "last"  # ckpt_path=last: resume, and fail if there is nothing to resume
 AUTO_RESUME = "auto"  # ckpt_path=auto: resume when the run directory has a checkpoint, else start
+INPUT_ERRORS = (ConfigError, PeerError)  # the user's input is wrong and the message says which key or file
+
+
+class RunInputError(CompactHydraException):
+    """Hydra prints this one's message alone, without a traceback: the message names the key or file."""
 
 
 def available_cores() -> int:
@@ -215,6 +222,10 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple = 
     """
     validate(cfg)
     silence_third_party_noise()
+    if is_peer(cfg.model.name):  # a PyOD detector: no Lightning training, the same run directory contract
+        from itsr.peers.run import fit_and_evaluate_peer
+
+        return fit_and_evaluate_peer(cfg, run_dir)
     started = time.time()
     torch.set_num_threads(cfg.threads or default_threads())
     pl.seed_everything(cfg.seed, workers=True)
@@ -335,6 +346,8 @@ def main(cfg: DictConfig) -> float | None:
         # A failed job of a grid leaves a note the report shows; the other jobs go on (Hydra raises
         # only once the whole grid has run).
         write_json_atomic(run_dir / FAILURE_FILE, {"error": type(error).__name__, "message": str(error)})
+        if isinstance(error, INPUT_ERRORS):
+            raise RunInputError(f"{type(error).__name__}: {error}") from error
         raise
     (run_dir / FAILURE_FILE).unlink(missing_ok=True)
     print(f"\n{cfg.model.name} on {cfg.dataset.setting}, alpha={cfg.alpha}, seed={cfg.seed}")
@@ -347,7 +360,8 @@ def main(cfg: DictConfig) -> float | None:
             f"(precision {last['precision']:.2f}, recall {last['recall']:.2f})"
         )
     print(f"run directory: {run_dir}")
-    return metrics["metrics"]["observed"][list(metrics["metrics"]["observed"])[-1]]["bacc"]
+    first_split = next(iter(metrics["metrics"].values()), None)  # none for a folder without test labels
+    return first_split[list(first_split)[-1]]["bacc"] if first_split else None
 
 
 if __name__ == "__main__":

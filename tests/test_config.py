@@ -79,6 +79,9 @@ def test_named_settings_and_overridable_classes() -> None:
         ("dataset=folder", "dataset.root is required"),
         ("dataset=folder dataset.root=/x dataset.color=cmyk", "dataset.color must be gray or rgb"),
         ("dataset=folder dataset.root=/x dataset.size=[28]", r"dataset.size must be \[height, width\]"),
+        ("model=iforest +model.detector.n_trees=5", "model.detector.n_trees: not an option of pyod.models.iforest"),
+        ("model=knn alpha=0", r"model.detector.contamination must lie in \(0.0, 0.5\] \(PyOD\), got 0;"),
+        ("model=ecod model.detector._target_=pyod.models.nope.Nope", "model.detector._target_='pyod.models.nope.Nope'"),
     ],
 )
 def test_bad_values_fail_naming_the_key(override: str, message: str) -> None:

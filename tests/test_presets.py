@@ -41,12 +41,33 @@ def test_paper_preset_has_three_seeds() -> None:
     assert {j["seed"] for j in jobs} == {"0", "1", "2"}
 
 
+def test_peers_preset_is_every_peer_on_the_papers_grid_with_three_seeds() -> None:
+    from itsr.peers import PEERS
+
+    jobs = sweep_jobs(["experiment=peers"])
+    assert len(jobs) == len(PEERS) * 3 * 3 * 3
+    assert {j["model"] for j in jobs} == set(PEERS)
+    assert {j["dataset"] for j in jobs} == {"mnist", "fmnist_boot", "fmnist"}
+    assert {j["alpha"] for j in jobs} == {"0.05", "0.01", "0.001"} and {j["seed"] for j in jobs} == {"0", "1", "2"}
+
+
+def test_the_issues_mixed_grid_of_our_models_and_peers_composes_and_validates() -> None:
+    from itsr.config import validate
+    from tests.conftest import compose_cfg
+
+    jobs = sweep_jobs(["model=ae,aae,itsr,iforest,ocsvm", "dataset=mnist,fmnist", "alpha=0.05,0.01"])
+    assert len(jobs) == 5 * 2 * 2
+    for job in jobs:
+        validate(compose_cfg([f"{k}={v}" for k, v in job.items()]))
+
+
 @pytest.mark.parametrize(
     ("arguments", "expected"),
     [
         (["experiment=quick", "model=ae"], 9),  # the command line narrows the preset's model list
         (["experiment=paper", "model=itsr", "seed=0"], 9),
         (["experiment=quick", "dataset=mnist,fmnist", "alpha=0.05"], 6),
+        (["experiment=peers", "model=iforest,knn", "alpha=0.05,0.01"], 2 * 3 * 2 * 3),
     ],
 )
 def test_command_line_takes_precedence_over_the_preset(arguments, expected) -> None:

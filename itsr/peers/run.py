@@ -1,0 +1,158 @@
+"""One peer run: the run directory contract of `itsr.run`, with a PyOD detector instead of a network.
+
+The same DataModule (contaminated training set, observed and unobserved test splits, or your folder),
+the same writers, the same threshold rule (p90 of the training scores, `scoring.rec_percentile`), the same
+metrics. Files: metrics.json (criteria `score` and `contamination`), test_scores.csv and train_scores.csv
+(column `score`), train_errors.png, model.pt (weights_only: thresholds, training scores, preprocessing;
+no pickle) and peer.joblib (the fitted detector, a pickle; see `itsr.peers.detector.load_peer`).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+
+from itsr.evaluation import error_by_group
+from itsr.export import MODEL_FILE, MODEL_FORMAT
+from itsr.figures import training_error_histogram
+from itsr.io import write_bytes_atomic, write_json_atomic
+from itsr.peers import CONTAMINATION_CRITERION, PEER_FILE, PEER_MODULE, SCORE_CRITERION
+from itsr.peers.detector import (
+    build_detector,
+    detector_options,
+    evaluate_peer_split,
+    fit_detector,
+    peer_thresholds,
+    save_peer,
+    score_images,
+)
+from itsr.tracking import build_logger, finishing, log_results
+
+# PyOD's deep detectors call their training length by one of these names
+EPOCH_OPTIONS = ("epochs", "epoch_num")
+
+
+def save_peer_model(path: Path, cfg: DictConfig, peer_sha256: str, thresholds: dict, train_scores: np.ndarray, prep):
+    """model.pt of a peer: plain data and tensors only (weights_only loading), pointing at peer.joblib."""
+    target, options = detector_options(cfg.model.detector)
+    payload = {
+        "format": MODEL_FORMAT,
+        "model": cfg.model.name,
+        "module": PEER_MODULE,
+        "detector": {"target": target, "options": options},
+        "peer_file": PEER_FILE,
+        "peer_sha256": peer_sha256,
+        "thresholds": thresholds,
+        "percentiles": {SCORE_CRITERION: cfg.scoring.rec_percentile},
+        "criterion": SCORE_CRITERION,
+        "preprocessing": prep.to_dict(),
+        "train_score": torch.from_numpy(train_scores),  # re-threshold at other percentiles when scoring
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
+    """From a validated config to metrics.json in run_dir; returns the metrics (as `train_and_evaluate`)."""
+    from itsr.run import (  # the entry point's builders and writers, shared rather than copied
+        METRICS_FORMAT,
+        _nan_to_none,
+        build_datamodule,
+        default_threads,
+        preprocessing_of,
+        write_scores_csv,
+    )
+
+    started = time.time()
+    torch.set_num_threads(cfg.threads or default_threads())
+    pl.seed_everything(cfg.seed, workers=True)  # numpy's and torch's global RNGs: Deep SVDD shuffles with them
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    dm = build_datamodule(cfg)
+    dm.prepare_data()
+    dm.setup("fit")
+    name = cfg.model.name
+    source = f"dataset.root={cfg.dataset.root}" if cfg.dataset.name == "folder" else cfg.dataset.setting
+    detector = build_detector(cfg.model.detector, name, dm.input_dim)
+    logger = build_logger(cfg, run_dir)
+    with finishing(logger):
+        fit_started = time.perf_counter()
+        train_scores = fit_detector(detector, dm.train.x.numpy(), name, source)  # images only, never labels
+        fit_time = time.perf_counter() - fit_started
+        # saved as fitted: scoring may leave state behind (ECOD keeps the last scored batch, 383 MB on MNIST)
+        peer_sha256 = save_peer(run_dir, detector)
+        score_started = time.perf_counter()
+        test_scores = {split: score_images(detector, images.x.numpy()) for split, images in dm.test.items()}
+        score_time = time.perf_counter() - score_started
+        thresholds = peer_thresholds(train_scores, detector, cfg.scoring.rec_percentile)
+        metrics_by_split = {
+            split: evaluate_peer_split(thresholds, dm.test[split].is_anomaly, scores)
+            for split, scores in test_scores.items()
+        }
+
+        if dm.test:
+            columns: dict[str, list] = {"split": [], "label": [], "anomaly": [], SCORE_CRITERION: []}
+            for split, images in dm.test.items():
+                columns["split"] += [split] * len(images)
+                columns["label"] += images.labels.tolist()
+                columns["anomaly"] += images.is_anomaly.int().tolist()
+                columns[SCORE_CRITERION] += test_scores[split].tolist()
+            write_scores_csv(run_dir / "test_scores.csv", columns)
+        write_scores_csv(
+            run_dir / "train_scores.csv",
+            {
+                "label": dm.train.labels.tolist(),
+                "anomaly": dm.train.is_anomaly.int().tolist(),
+                SCORE_CRITERION: train_scores.tolist(),
+            },
+        )
+        save_peer_model(run_dir / MODEL_FILE, cfg, peer_sha256, thresholds, train_scores, preprocessing_of(cfg))
+        train_tensor = torch.from_numpy(train_scores)
+        training_error_histogram(
+            train_tensor,
+            dm.train.is_anomaly,
+            f"Training scores: {name.upper()}, {cfg.dataset.setting}, alpha={cfg.alpha}",
+            run_dir / "train_errors.png",
+            xlabel=f"{type(detector).__name__} score (higher = more anomalous)",
+        )
+        _, options = detector_options(cfg.model.detector)
+        metrics = {
+            "format_version": METRICS_FORMAT,
+            "config": {
+                "dataset": cfg.dataset.name,
+                "setting": cfg.dataset.setting,
+                "normal_class": cfg.dataset.get("normal_class"),
+                "anomaly_class": cfg.dataset.get("anomaly_class"),
+                "alpha": cfg.alpha,
+                "seed": cfg.seed,
+                "model": name,
+                "epochs": next((options[k] for k in EPOCH_OPTIONS if k in options), None),
+                "batch_size": options.get("batch_size"),
+                "detector": cfg.model.detector._target_,
+                "detector_options": options,
+                "score_percentile": cfg.scoring.rec_percentile,
+            },
+            "n_train": len(dm.train),
+            "n_train_anomalies": dm.n_train_anomalies,
+            "thresholds": {k: thresholds[k] for k in (SCORE_CRITERION, CONTAMINATION_CRITERION)},
+            "metrics": metrics_by_split,
+            "train_scores": {
+                k.replace("rec_", "score_"): v for k, v in error_by_group(train_tensor, dm.train.is_anomaly).items()
+            },
+            "fit_time_s": round(fit_time, 3),
+            "score_time_s": round(score_time, 3),
+            "wall_time_s": round(time.time() - started, 1),
+            "device": "cpu",
+            "torch_threads": torch.get_num_threads(),
+        }
+        metrics = _nan_to_none(metrics)
+        write_json_atomic(run_dir / "metrics.json", metrics)
+        log_results(logger, metrics, sorted(run_dir.glob("*.png")))
+        return metrics
