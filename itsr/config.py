@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf
 
 from itsr.errors import UserError
@@ -10,6 +12,9 @@ from itsr.evaluation import THRESHOLD_POPULATIONS
 KNOWN_DATASETS = ("mnist", "fmnist", "folder")
 KNOWN_MODELS = ("ae", "aae", "itsr")
 ALPHA_RANGE = "[0, 0.5)"
+SEED_MAX = 2**32 - 1  # numpy's and Lightning's seed range is [0, 2**32 - 1]
+BATCH_NORM_MODELS = ("aae", "itsr")  # encoders with batch norm (Sec. 5): a batch of one has no variance
+BATCH_NORM_MIN_BATCH = 2
 
 
 # The paper's settings by (dataset, normal class, anomaly class); reports set them beside the paper.
@@ -62,6 +67,14 @@ def _validate_folder(cfg: DictConfig) -> None:
     ds = cfg.dataset
     if OmegaConf.is_missing(ds, "root") or not ds.root:
         raise ConfigError("dataset.root is required with dataset=folder: dataset.root=/path/to/your/images")
+    for key, want in (("root", "folder"), ("test_root", "folder"), ("test_csv", "file"), ("train_labels_csv", "file")):
+        value = ds.get(key)
+        if value is None:
+            continue
+        path = Path(str(value))
+        if not (path.is_dir() if want == "folder" else path.is_file()):
+            found = "a file" if path.is_file() else "a folder" if path.is_dir() else "missing"
+            raise ConfigError(f"dataset.{key}={value} must be an existing {want}, but it is {found}")
     if ds.color not in ("gray", "rgb"):
         raise ConfigError(f"dataset.color must be gray or rgb, got {ds.color!r}")
     if len(ds.size) != 2 or any(not isinstance(v, int) or v < 1 for v in ds.size):
@@ -85,8 +98,15 @@ def _validate_benchmark(cfg: DictConfig) -> None:
 def _validate_training(cfg: DictConfig) -> None:
     if cfg.model.name not in KNOWN_MODELS:
         raise ConfigError(f"model.name must be one of {KNOWN_MODELS}, got {cfg.model.name!r}")
+    if type(cfg.seed) is not int or not 0 <= cfg.seed <= SEED_MAX:
+        raise ConfigError(f"seed must be an integer in 0..{SEED_MAX}, got {cfg.seed!r}")
     for key in ("batch_size", "score_batch_size", "curves.every_n_epochs", "checkpoint.every_n_epochs"):
         _positive_int(cfg, key)
+    if cfg.model.name in BATCH_NORM_MODELS and cfg.batch_size < BATCH_NORM_MIN_BATCH:
+        raise ConfigError(
+            f"batch_size must be at least {BATCH_NORM_MIN_BATCH} for model={cfg.model.name}: its encoder uses batch "
+            f"norm, which cannot train on one sample; got {cfg.batch_size}"
+        )
     if cfg.model.get("refinement") is None:
         _positive_int(cfg, "model.max_epochs")
     else:

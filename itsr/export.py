@@ -104,7 +104,12 @@ def load_model(model: str | Path) -> tuple[AnomalyModel, dict]:
         )
     _check_thresholds(path, payload)
     try:
-        Preprocessing.from_dict(payload["preprocessing"])
+        prep = Preprocessing.from_dict(payload["preprocessing"])
+        if payload["hparams"].get("input_dim") != prep.input_dim:
+            raise ValueError(
+                f"preprocessing {prep.size[0]}x{prep.size[1]} {prep.color} gives {prep.input_dim} inputs, the "
+                f"network takes {payload['hparams'].get('input_dim')}"
+            )
         module = MODULES[payload["module"]](**payload["hparams"])
         module.load_state_dict(payload["state_dict"])
     except Exception as error:  # hparams, weights or preprocessing that do not fit each other

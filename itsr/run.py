@@ -31,6 +31,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from itsr.config import validate
 from itsr.curves import TrainingCurves
 from itsr.data.datamodule import AnomalyDataModule, BenchmarkDataModule, FolderDataModule
+from itsr.data.fetch import DataUnavailableError
 from itsr.data.images import MNIST_PREPROCESSING, Preprocessing
 from itsr.errors import RunDirRefused, UserError
 from itsr.evaluation import Evaluation, error_by_group, evaluate
@@ -367,7 +368,7 @@ def user_error(error: Exception) -> UserError | None:
     Hydra prints without a traceback; None for anything else (a bug keeps its traceback)."""
     if isinstance(error, UserError):
         return error
-    if isinstance(error, (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+    if isinstance(error, (ValueError, DataUnavailableError, FileNotFoundError, PermissionError, NotADirectoryError)):
         return UserError(f"{type(error).__name__}: {error}")
     if isinstance(error, OSError) and error.filename:  # e.g. a full disk while writing a result
         return UserError(f"{error.filename}: {error.strerror or error}")

@@ -170,8 +170,8 @@ def check_resume(path: Path, current: dict) -> None:
         raise RunDirRefused(
             f"{path} was made by another config, so resuming it would mix two runs:\n  "
             + "\n  ".join(differences)
-            + "\nResume with the checkpoint's values, choose another hydra.run.dir, or give ckpt_path=null to "
-            "start afresh in that directory (its checkpoints are replaced)."
+            + "\nResume with the checkpoint's values or choose another hydra.run.dir (an unfinished run can also "
+            "be started afresh there with ckpt_path=null, which replaces its checkpoints)."
         )
 
 
@@ -200,17 +200,29 @@ def stopped_message(run_dir: Path, signum: int) -> str:
     return f"run stopped by {name} in {run_dir}; no results were written; {resume}"
 
 
+class _Stopping:
+    """Whether Lightning's fit loop runs now: it then stops the run itself at the end of a batch."""
+
+    in_fit = False
+
+
+_STOPPING = _Stopping()
+
+
 @contextmanager
 def stop_on_signal(run_dir: Path, in_slurm: bool) -> Iterator[None]:
-    """SIGTERM raises RunStopped at once (Lightning alone turned it into a SystemExit with status 0 at
-    the end of a batch). Inside a SLURM job submitit owns the signals (USR2 requeues, SIGTERM is
-    bypassed) and is left alone; Lightning's own SIGTERM exit is converted by `fit_stopped`."""
+    """SIGTERM stops the run with RunStopped (status 143) instead of Lightning's SystemExit with status 0.
+
+    Outside `trainer.fit` (loading data, scoring, writing results) it raises at once. Inside, Lightning's
+    handler runs first and stops the loop at the end of the batch, never mid-checkpoint; `fit_stopped`
+    converts that. Inside a SLURM job submitit owns the signals (USR2 requeues) and is left alone."""
     if in_slurm or threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        raise RunStopped(stopped_message(run_dir, signum))
+        if not _STOPPING.in_fit:
+            raise RunStopped(stopped_message(run_dir, signum))
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
@@ -224,10 +236,13 @@ def fit_stopped(run_dir: Path) -> Iterator[None]:
     """Lightning's SIGTERMException (a SystemExit without a code, i.e. status 0) becomes RunStopped."""
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+    _STOPPING.in_fit = True
     try:
         yield
     except SIGTERMException:
         raise RunStopped(stopped_message(run_dir, signal.SIGTERM)) from None
+    finally:
+        _STOPPING.in_fit = False
 
 
 def jobs_not_run(sweep_dir: Path, job_num: int) -> list[str] | None:
