@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from omegaconf import DictConfig, OmegaConf
 
 from itsr.errors import UserError
@@ -67,14 +65,6 @@ def _validate_folder(cfg: DictConfig) -> None:
     ds = cfg.dataset
     if OmegaConf.is_missing(ds, "root") or not ds.root:
         raise ConfigError("dataset.root is required with dataset=folder: dataset.root=/path/to/your/images")
-    for key, want in (("root", "folder"), ("test_root", "folder"), ("test_csv", "file"), ("train_labels_csv", "file")):
-        value = ds.get(key)
-        if value is None:
-            continue
-        path = Path(str(value))
-        if not (path.is_dir() if want == "folder" else path.is_file()):
-            found = "a file" if path.is_file() else "a folder" if path.is_dir() else "missing"
-            raise ConfigError(f"dataset.{key}={value} must be an existing {want}, but it is {found}")
     if ds.color not in ("gray", "rgb"):
         raise ConfigError(f"dataset.color must be gray or rgb, got {ds.color!r}")
     if len(ds.size) != 2 or any(not isinstance(v, int) or v < 1 for v in ds.size):
