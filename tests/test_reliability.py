@@ -168,6 +168,20 @@ def test_starting_afresh_over_a_finished_run_is_refused(images, copy_of_finished
     assert (copy_of_finished / "metrics.json").read_bytes() == before
 
 
+def test_only_keys_that_change_results_must_match_on_resume() -> None:
+    from itsr.runtime import config_differences, resolved_config
+
+    saved = resolved_config(compose_cfg([]))
+    assert (
+        config_differences(saved, resolved_config(compose_cfg(["threads=3", "logger=wandb", "ckpt_path=last"]))) == []
+    )
+    changed = config_differences(saved, resolved_config(compose_cfg(["alpha=0.01", "model=aae"])))
+    assert [line.split(":")[0] for line in changed if line.startswith(("alpha", "model.name"))] == [
+        "alpha",
+        "model.name",
+    ]
+
+
 class Payload:
     """Stands for any object a tampered checkpoint could carry to run code on load."""
 
