@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from itsr.errors import UserError
 from itsr.evaluation import THRESHOLD_POPULATIONS
 from itsr.peers import PEERS, is_peer
 
@@ -11,10 +12,36 @@ KNOWN_DATASETS = ("mnist", "fmnist", "folder")
 KNOWN_MODELS = ("ae", "aae", "itsr", *PEERS)
 ALPHA_RANGE = "[0, 0.5)"
 PYOD_CONTAMINATION = (0.0, 0.5)  # PyOD's BaseDetector accepts contamination in (0, 0.5]
+SEED_MAX = 2**32 - 1  # numpy's and Lightning's seed range is [0, 2**32 - 1]
+BATCH_NORM_MODELS = ("aae", "itsr")  # encoders with batch norm (Sec. 5): a batch of one has no variance
+BATCH_NORM_MIN_BATCH = 2
 
 
-class ConfigError(ValueError):
+# The paper's settings by (dataset, normal class, anomaly class); reports set them beside the paper.
+PAPER_SETTINGS = {
+    ("mnist", 0, 2): "mnist_0v2",
+    ("fmnist", 0, 2): "fmnist_tshirt_v_pullover",
+    ("fmnist", 0, 9): "fmnist_tshirt_v_boot",
+}
+SETTING_RESOLVER = "itsr.setting"
+
+
+class ConfigError(ValueError, UserError):
     """A config value is out of range; the message names the key and what is allowed."""
+
+
+def setting_name(dataset: str, normal_class, anomaly_class) -> str:
+    """The setting's key follows the classes, so a class override is never reported (or averaged)
+    as the paper's setting: the paper's name for its pairs, else e.g. `mnist_1v7`. Total on any
+    input, since Hydra resolves it for the run directory before `validate` can refuse a bad class."""
+    key = (dataset, normal_class, anomaly_class)
+    if all(type(v) is int for v in key[1:]) and key in PAPER_SETTINGS:
+        return PAPER_SETTINGS[key]
+    return f"{dataset}_{normal_class}v{anomaly_class}"
+
+
+if not OmegaConf.has_resolver(SETTING_RESOLVER):
+    OmegaConf.register_new_resolver(SETTING_RESOLVER, setting_name)
 
 
 def _positive_int(cfg: DictConfig, key: str) -> None:
@@ -49,7 +76,7 @@ def _validate_folder(cfg: DictConfig) -> None:
 def _validate_benchmark(cfg: DictConfig) -> None:
     ds = cfg.dataset
     for key in ("normal_class", "anomaly_class"):
-        if not isinstance(ds[key], int) or not 0 <= ds[key] < ds.num_classes:
+        if type(ds[key]) is not int or not 0 <= ds[key] < ds.num_classes:  # bool is an int: refuse true
             raise ConfigError(
                 f"dataset.{key} must be a class index in 0..{ds.num_classes - 1} "
                 f"({', '.join(ds.class_names)}), got {ds[key]!r}"
@@ -63,8 +90,15 @@ def _validate_benchmark(cfg: DictConfig) -> None:
 def _validate_training(cfg: DictConfig) -> None:
     if cfg.model.name not in KNOWN_MODELS:
         raise ConfigError(f"model.name must be one of {KNOWN_MODELS}, got {cfg.model.name!r}")
+    if type(cfg.seed) is not int or not 0 <= cfg.seed <= SEED_MAX:
+        raise ConfigError(f"seed must be an integer in 0..{SEED_MAX}, got {cfg.seed!r}")
     for key in ("batch_size", "score_batch_size", "curves.every_n_epochs", "checkpoint.every_n_epochs"):
         _positive_int(cfg, key)
+    if cfg.model.name in BATCH_NORM_MODELS and cfg.batch_size < BATCH_NORM_MIN_BATCH:
+        raise ConfigError(
+            f"batch_size must be at least {BATCH_NORM_MIN_BATCH} for model={cfg.model.name}: its encoder uses batch "
+            f"norm, which cannot train on one sample; got {cfg.batch_size}"
+        )
     if is_peer(cfg.model.name):
         _validate_peer(cfg)
     elif cfg.model.get("refinement") is None:

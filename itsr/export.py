@@ -7,6 +7,7 @@ file from someone else never runs code from it; a file that carries pickled obje
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import torch
@@ -109,7 +110,39 @@ def load_model(model: str | Path, payload: dict | None = None) -> tuple[AnomalyM
     for key in ("thresholds", "preprocessing", "state_dict", "hparams", "module"):
         if payload.get(key) is None:
             raise ModelFileError(f"{path}: no {key} in the model file; it cannot score images")
-    module = MODULES[payload["module"]](**payload["hparams"])
-    module.load_state_dict(payload["state_dict"])
+    if payload["module"] not in MODULES:
+        raise ModelFileError(
+            f"{path}: module {payload['module']!r} is not one this version scores ({', '.join(MODULES)})"
+        )
+    _check_thresholds(path, payload)
+    try:
+        prep = Preprocessing.from_dict(payload["preprocessing"])
+        if payload["hparams"].get("input_dim") != prep.input_dim:
+            raise ValueError(
+                f"preprocessing {prep.size[0]}x{prep.size[1]} {prep.color} gives {prep.input_dim} inputs, the "
+                f"network takes {payload['hparams'].get('input_dim')}"
+            )
+        module = MODULES[payload["module"]](**payload["hparams"])
+        module.load_state_dict(payload["state_dict"])
+    except Exception as error:  # hparams, weights or preprocessing that do not fit each other
+        raise ModelFileError(
+            f"{path}: its {payload['module']} network or preprocessing does not fit this version "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); retrain with "
+            "`python -m itsr.run` or use the itsr version that wrote it"
+        ) from None
     module.eval()
     return module, payload
+
+
+def _check_thresholds(path: Path, payload: dict) -> None:
+    """A NaN or infinite threshold scores every image NaN and flags none: refuse such a file (a run
+    whose training diverged writes one) instead of reporting "0 anomalous"."""
+    thresholds = payload["thresholds"]
+    needed = ("t_rec", "rec_median") + (("t_prior", "lik_median") if payload["module"] == "aae" else ())
+    for key in needed:
+        value = thresholds.get(key) if isinstance(thresholds, dict) else None
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ModelFileError(
+                f"{path}: threshold {key} is {value!r}, not a finite number (did its training diverge?); "
+                "it cannot flag anything. Retrain, or check the run's metrics.json."
+            )

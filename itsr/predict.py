@@ -27,6 +27,8 @@ from itsr.peers import PEER_CRITERIA, PEER_MODULE, SCORE_CRITERION, PeerError
 from itsr.scoring import CRITERIA, Thresholds, criterion_scores, decisions, fit_thresholds
 
 MONTAGE_DEFAULT_COUNT = 16
+BATCH_SIZE_DEFAULT = 1024  # images scored at once; memory only, the scores do not depend on it
+PERCENTILE_RANGE = (0.0, 100.0)
 
 
 class PredictError(RuntimeError):
@@ -61,6 +63,11 @@ def score_paths(
     if payload.get("module") == PEER_MODULE:
         return score_paths_with_peer(model, payload, inputs, criterion, rec_percentile, lik_percentile, progress)
     module, payload = load_model(model, payload)
+    if lik_percentile is not None and not module.has_likelihood:
+        raise PredictError(
+            f"--lik-percentile {lik_percentile:g}: this {payload['model']} model has no latent prior, so no "
+            "likelihood threshold; only --rec-percentile applies"
+        )
     criterion = criterion or payload["criterion"]
     if criterion not in CRITERIA or (criterion != "rec" and not module.has_likelihood):
         allowed = CRITERIA if module.has_likelihood else ("rec",)
@@ -212,6 +219,49 @@ def write_montage(path: Path, result: dict, count: int) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
+def device_problem(device: str | None) -> str | None:
+    """Why --device cannot be used here, or None when it can."""
+    if device is None:
+        return None
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        return f"--device {device}: not a device name; use cpu, cuda or cuda:N"
+    if parsed.type == "cpu":
+        return None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            return f"--device {device}: no CUDA device is available here; use --device cpu"
+        if parsed.index is not None and parsed.index >= count:
+            return f"--device {device}: this machine has cuda:0..cuda:{count - 1}"
+        return None
+    return f"--device {device}: only cpu and cuda are supported"
+
+
+def argument_problems(args: argparse.Namespace) -> list[str]:
+    """Every bad option, each named with what is allowed; checked before any file is read."""
+    problems = []
+    low, high = PERCENTILE_RANGE
+    for option, value in (("--rec-percentile", args.rec_percentile), ("--lik-percentile", args.lik_percentile)):
+        if value is not None and not low <= value <= high:  # also refuses nan
+            problems.append(f"{option} must lie in [{low:g}, {high:g}], got {value:g}")
+    for option, value in (("--batch-size", args.batch_size), ("--montage-count", args.montage_count)):
+        if value < 1:
+            problems.append(f"{option} must be a positive integer, got {value}")
+    for option, target in (("--out", args.out), ("--montage", args.montage)):
+        if target is None:
+            continue
+        if target.is_dir():
+            problems.append(f"{option} {target} is a directory; give a file name")
+        elif target.exists() and not args.overwrite:
+            problems.append(f"{option} {target} exists; pass --overwrite to replace it")
+    if args.montage is not None and args.montage.resolve() == args.out.resolve():
+        problems.append(f"--out and --montage are the same file ({args.out})")
+    device = device_problem(args.device)
+    return problems + ([device] if device else [])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m itsr.predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="run directory of `python -m itsr.run`, or its model.pt")
@@ -236,14 +286,15 @@ def main(argv: list[str] | None = None) -> int:
         "log-likelihoods instead of the saved threshold (the paper: 10)",
     )
     parser.add_argument("--montage", type=Path, help="PNG grid of the most anomalous images and reconstructions")
-    parser.add_argument("--montage-count", type=int, default=MONTAGE_DEFAULT_COUNT)
-    parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--montage-count", type=int, default=MONTAGE_DEFAULT_COUNT, help="images in the montage")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE_DEFAULT, help="images scored at once")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
     args = parser.parse_args(argv)
-    for target in (args.out, args.montage):
-        if target is not None and target.exists() and not args.overwrite:
-            print(f"error: {target} exists; pass --overwrite to replace it", file=sys.stderr)
-            return 2
+    problems = argument_problems(args)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return 2
     try:
         result = score_paths(
             args.model,
@@ -258,9 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelFileError, PredictError, PeerError, ImageSizeError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    write_predictions(args.out, result)
-    if args.montage:
-        write_montage(args.montage, result, args.montage_count)
+    try:
+        write_predictions(args.out, result)
+        if args.montage:
+            write_montage(args.montage, result, args.montage_count)
+    except OSError as error:  # full disk, no permission: name the file; the atomic write left nothing half-written
+        print(f"error: cannot write {error.filename or args.out}: {error.strerror or error}", file=sys.stderr)
+        return 2
     n, flagged = len(result["paths"]), int(result["is_anomaly"].sum())
     th = result["thresholds"]
     threshold = f"threshold {th.t_rec:.5g}" if "peer" in result else f"T_rec {th.t_rec:.5g}"

@@ -83,20 +83,25 @@ def read_runs(roots: list[Path]) -> tuple[list[Run], list[Problem]]:
             candidates |= {p.parent for p in root.rglob(marker)}
     for run_dir in sorted(candidates):
         metrics_file = run_dir / "metrics.json"
+        failure_file = run_dir / FAILURE_FILE
+        if failure_file.is_file() and (
+            not metrics_file.is_file() or failure_file.stat().st_mtime >= metrics_file.stat().st_mtime
+        ):
+            # the newer state wins: a failed rerun in a finished directory must not hide behind its old result
+            reason = _failure_reason(failure_file)
+            if metrics_file.is_file():
+                reason += " (an older metrics.json is kept beside it)"
+            problems.append(Problem(run_dir, "failed", reason, _hydra_key(run_dir)))
+            continue
         if not metrics_file.is_file():
-            if (run_dir / FAILURE_FILE).is_file():
-                failure = json.loads((run_dir / FAILURE_FILE).read_text())
-                reason = f"{failure.get('error')}: {failure.get('message')}"
-                problems.append(Problem(run_dir, "failed", reason, _hydra_key(run_dir)))
-            else:
-                problems.append(
-                    Problem(
-                        run_dir, "incomplete", "no metrics.json (running, killed or not started)", _hydra_key(run_dir)
-                    )
-                )
+            problems.append(
+                Problem(run_dir, "incomplete", "no metrics.json (running, killed or not started)", _hydra_key(run_dir))
+            )
             continue
         try:
             metrics = json.loads(metrics_file.read_text())
+            if not isinstance(metrics, dict):
+                raise TypeError(f"a JSON {type(metrics).__name__}, not an object")
             if metrics.get("format_version") != METRICS_FORMAT:
                 problems.append(
                     Problem(
@@ -107,10 +112,36 @@ def read_runs(roots: list[Path]) -> tuple[list[Run], list[Problem]]:
                 )
                 continue
             c = metrics["config"]
-            runs.append(Run(run_dir, c["setting"], float(c["alpha"]), c["model"], int(c["seed"]), metrics))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            _check_metrics_shape(metrics)
+            runs.append(Run(run_dir, str(c["setting"]), float(c["alpha"]), str(c["model"]), int(c["seed"]), metrics))
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
             problems.append(Problem(run_dir, "unreadable", f"metrics.json: {type(error).__name__}: {error}"))
+        except OSError as error:
+            problems.append(Problem(run_dir, "unreadable", f"metrics.json: {error.strerror or error}"))
     return runs, problems
+
+
+def _failure_reason(path: Path) -> str:
+    """The error a failed run left, or why its failed.json cannot be read (the run is failed either way)."""
+    try:
+        failure = json.loads(path.read_text())
+        return f"{failure.get('error')}: {failure.get('message')}"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
+        return f"{path.name} unreadable ({type(error).__name__})"
+
+
+def _check_metrics_shape(metrics: dict) -> None:
+    """metrics[split][criterion][metric] is a number or null; anything else is another file's shape."""
+    if not isinstance(metrics.get("metrics"), dict):
+        raise TypeError("no metrics[split][criterion] table")
+    for split, by_criterion in metrics["metrics"].items():
+        if not isinstance(by_criterion, dict) or not all(isinstance(v, dict) for v in by_criterion.values()):
+            raise TypeError(f"metrics[{split!r}] is not a table of criteria")
+        for criterion, values in by_criterion.items():
+            for name in ("bacc", "auroc", "ap"):
+                value = values.get(name)
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                    raise TypeError(f"metrics[{split!r}][{criterion!r}][{name!r}] is {value!r}, not a number")
 
 
 def aggregate(runs: list[Run]) -> dict[tuple, Cell]:
@@ -386,8 +417,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m itsr.report", description=__doc__.split("\n")[0])
     parser.add_argument("dirs", nargs="+", type=Path, help="sweep or run directories to read")
     parser.add_argument("--out", type=Path, default=None, help="Markdown file (default: DIR/report.md)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing report (as itsr.predict)")
     args = parser.parse_args(argv)
     out = args.out or args.dirs[0] / "report.md"
+    if out.is_dir():
+        print(f"error: --out {out} is a directory; give a file name such as {out / 'report.md'}", file=sys.stderr)
+        return 2
+    if out.exists() and not args.overwrite:
+        print(f"error: {out} exists; pass --overwrite to replace it (or another --out)", file=sys.stderr)
+        return 2
     runs, problems = read_runs(args.dirs)
     for problem in problems:
         print(f"skipped {problem.path}: {problem.status}: {problem.reason}", file=sys.stderr)
@@ -396,8 +434,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from itsr.report_figures import write_report_figures
 
-    figures = write_report_figures(runs, aggregate(runs), out.parent)
-    write_bytes_atomic(out, render(runs, problems, figures).encode())
+    try:
+        figures = write_report_figures(runs, aggregate(runs), out.parent)
+        write_bytes_atomic(out, render(runs, problems, figures).encode())
+    except OSError as error:  # no permission, full disk: name the file; nothing half-written is left
+        print(f"error: cannot write {error.filename or out}: {error.strerror or error}", file=sys.stderr)
+        return 2
     print(f"report: {out} ({len(runs)} runs, {len(problems)} skipped or failed, {len(figures)} figures)")
     return 0
 

@@ -15,6 +15,7 @@ import io
 import logging
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -22,22 +23,35 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import CompactHydraException
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from itsr.config import ConfigError, validate
+from itsr.config import validate
 from itsr.curves import TrainingCurves
 from itsr.data.datamodule import AnomalyDataModule, BenchmarkDataModule, FolderDataModule
+from itsr.data.fetch import DataUnavailableError
 from itsr.data.images import MNIST_PREPROCESSING, Preprocessing
+from itsr.errors import RunDirRefused, UserError
 from itsr.evaluation import Evaluation, error_by_group, evaluate
 from itsr.export import MODEL_FILE, save_model
 from itsr.figures import latent_scatter, score_scatter, training_error_histogram
 from itsr.io import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from itsr.noise import silence_third_party_noise
-from itsr.peers import PeerError, is_peer
+from itsr.peers import is_peer
 from itsr.refinement import ITSRRefinement
+from itsr.runtime import (
+    AtomicCheckpointIO,
+    RecordConfig,
+    RunStopped,
+    check_resume,
+    fit_stopped,
+    jobs_not_run,
+    resolved_config,
+    run_dir_lock,
+    stop_on_signal,
+)
 from itsr.tracking import build_logger, finishing, log_results
 
 log = logging.getLogger(__name__)
@@ -47,11 +61,6 @@ FAILURE_FILE = "failed.json"
 METRICS_FORMAT = 1  # bump when the layout of metrics.json changes; the report checks it
 LAST_CHECKPOINT = "last"  # ckpt_path=last: resume, and fail if there is nothing to resume
 AUTO_RESUME = "auto"  # ckpt_path=auto: resume when the run directory has a checkpoint, else start
-INPUT_ERRORS = (ConfigError, PeerError)  # the user's input is wrong and the message says which key or file
-
-
-class RunInputError(CompactHydraException):
-    """Hydra prints this one's message alone, without a traceback: the message names the key or file."""
 
 
 def available_cores() -> int:
@@ -81,6 +90,12 @@ def slurm_plugins() -> list | None:
     from pytorch_lightning.plugins.environments import SLURMEnvironment
 
     return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None
+
+
+def in_slurm_job() -> bool:
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    return SLURMEnvironment.detect()
 
 
 def preprocessing_of(cfg: DictConfig) -> Preprocessing:
@@ -208,7 +223,7 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
         return str(last) if last.exists() else None
     path = last if ckpt_path == LAST_CHECKPOINT else Path(ckpt_path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise RunDirRefused(
             f"ckpt_path={ckpt_path!r}: no checkpoint at {path}. To resume a run, start it again in its "
             "own directory (hydra.run.dir=<that run dir>) with ckpt_path=last, or give a .ckpt path."
         )
@@ -222,11 +237,26 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple = 
     """
     validate(cfg)
     silence_third_party_noise()
+    with run_dir_lock(run_dir), stop_on_signal(run_dir, in_slurm_job()):
+        return _train_and_evaluate(cfg, run_dir, extra_callbacks)
+
+
+def _train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple) -> dict:
+    """train_and_evaluate, holding the run directory."""
     if is_peer(cfg.model.name):  # a PyOD detector: no Lightning training, the same run directory contract
         from itsr.peers.run import fit_and_evaluate_peer
 
         return fit_and_evaluate_peer(cfg, run_dir)
     started = time.time()
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir)
+    config = resolved_config(cfg)
+    if ckpt_path is not None:
+        check_resume(Path(ckpt_path), config)
+    elif (run_dir / "metrics.json").exists():
+        raise RunDirRefused(
+            f"{run_dir} holds a finished run (metrics.json) and ckpt_path=null would start afresh over it; "
+            "choose another hydra.run.dir, or move that run away first"
+        )
     torch.set_num_threads(cfg.threads or default_threads())
     pl.seed_everything(cfg.seed, workers=True)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -258,18 +288,19 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple = 
         lik_percentile=cfg.scoring.lik_percentile,
         phase_of_epoch=refinement.schedule.phase_of_epoch if refinement else None,
     )
-    callbacks = [c for c in (refinement, curves, *extra_callbacks, checkpoints) if c is not None]
+    callbacks = [c for c in (refinement, curves, *extra_callbacks, RecordConfig(config), checkpoints) if c is not None]
     logger = build_logger(cfg, run_dir)
     with finishing(logger):
         trainer = pl.Trainer(
             **OmegaConf.to_container(cfg.trainer, resolve=True),
-            plugins=slurm_plugins(),
+            plugins=[AtomicCheckpointIO(), *(slurm_plugins() or [])],
             max_epochs=max_epochs,
             callbacks=callbacks,
             logger=logger,
             default_root_dir=str(run_dir),
         )
-        trainer.fit(module, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, run_dir))
+        with fit_stopped(run_dir):
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
 
         result = evaluate(
             module,
@@ -337,18 +368,63 @@ def results_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def user_error(error: Exception) -> UserError | None:
+    """Errors that come from the user's input (a value, a file, a directory), as a UserError that
+    Hydra prints without a traceback; None for anything else (a bug keeps its traceback)."""
+    if isinstance(error, UserError):
+        return error
+    if isinstance(error, (ValueError, DataUnavailableError, FileNotFoundError, PermissionError, NotADirectoryError)):
+        return UserError(f"{type(error).__name__}: {error}")
+    if isinstance(error, OSError) and error.filename:  # e.g. a full disk while writing a result
+        return UserError(f"{error.filename}: {error.strerror or error}")
+    return None
+
+
+def log_in_grid(error: Exception) -> None:
+    """Hydra prints only a grid's first error at its end: each failed job says its own as it fails."""
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        log.error("%s", error)
+
+
+def report_stopped(stop: RunStopped) -> None:
+    """Say that the run stopped and how to resume it; in a grid, also which jobs did not run."""
+    hydra_cfg = HydraConfig.get()
+    lines = [f"error: {stop}"]
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        later = jobs_not_run(Path(hydra_cfg.sweep.dir), hydra_cfg.job.num)
+        lines.append(
+            f"the grid stopped at job #{hydra_cfg.job.num}; the jobs after it did not run" + (":" if later else "")
+        )
+        lines += [f"  {job}" for job in later or []]
+        lines.append(
+            f"to finish the grid, run the same command with hydra.sweep.dir={hydra_cfg.sweep.dir}: "
+            "finished jobs keep their results, the stopped one resumes"
+        )
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         metrics = train_and_evaluate(cfg, run_dir)
+    except RunDirRefused as error:
+        # the directory belongs to another run or a running job: leave no note in it
+        log_in_grid(error)
+        raise
+    except RunStopped as stop:
+        write_json_atomic(run_dir / FAILURE_FILE, {"error": "RunStopped", "message": str(stop)})
+        report_stopped(stop)
+        raise
     except Exception as error:
         # A failed job of a grid leaves a note the report shows; the other jobs go on (Hydra raises
         # only once the whole grid has run).
         write_json_atomic(run_dir / FAILURE_FILE, {"error": type(error).__name__, "message": str(error)})
-        if isinstance(error, INPUT_ERRORS):
-            raise RunInputError(f"{type(error).__name__}: {error}") from error
-        raise
+        refusal = user_error(error)
+        if refusal is None:
+            raise
+        log_in_grid(refusal)
+        raise refusal from error  # HYDRA_FULL_ERROR=1 still shows where it came from
     (run_dir / FAILURE_FILE).unlink(missing_ok=True)
     print(f"\n{cfg.model.name} on {cfg.dataset.setting}, alpha={cfg.alpha}, seed={cfg.seed}")
     print(results_table(metrics))
@@ -360,8 +436,17 @@ def main(cfg: DictConfig) -> float | None:
             f"(precision {last['precision']:.2f}, recall {last['recall']:.2f})"
         )
     print(f"run directory: {run_dir}")
-    first_split = next(iter(metrics["metrics"].values()), None)  # none for a folder without test labels
-    return first_split[list(first_split)[-1]]["bacc"] if first_split else None
+    return headline_bacc(metrics)
+
+
+def headline_bacc(metrics: dict) -> float | None:
+    """The first test split's BACC by the last criterion, for Hydra sweepers; None without a test set
+    (dataset=folder without labels has no "observed" split)."""
+    splits = metrics["metrics"]
+    if not splits:
+        return None
+    by_criterion = next(iter(splits.values()))
+    return by_criterion[list(by_criterion)[-1]]["bacc"] if by_criterion else None
 
 
 if __name__ == "__main__":

@@ -15,4 +15,4 @@ start=$(date +%s)
 "$PY" -m itsr.run -m experiment=clean dataset.epochs.aae=80 seed="$SEEDS" hydra.sweep.dir="$SWEEP-clean" "$@" \
   || echo "some clean runs failed; the report lists them"
 echo "wall time: $(( $(date +%s) - start )) s"
-"$PY" -m itsr.report "$SWEEP" "$SWEEP-clean" --out "$OUT/report.md"
+"$PY" -m itsr.report "$SWEEP" "$SWEEP-clean" --out "$OUT/report.md" --overwrite

@@ -286,8 +286,12 @@ class FolderDataModule(AnomalyDataModule):
     def load(self) -> tuple[LabelledImages, dict[str, LabelledImages]]:
         from itsr.data.images import find_images
 
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"dataset.root={self.root}: no such folder; point it at your training images")
+        for key, folder in (("root", self.root), ("test_root", self.test_root)):
+            if folder is not None and not folder.is_dir():
+                found = "a file" if folder.is_file() else "missing"
+                raise FileNotFoundError(
+                    f"dataset.{key}={folder} must be an existing folder, but it is {found}; point it at your images"
+                )
         paths = find_images(self.root)
         if not paths:
             raise ValueError(f"dataset.root={self.root}: no image files (.png, .jpg, .jpeg, .bmp) found")

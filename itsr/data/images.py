@@ -17,7 +17,9 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 COLOR_MODES = {"gray": "L", "rgb": "RGB"}
-PIXEL_MAX = 255.0
+PIXEL_MAX = 255.0  # 8-bit images
+SIXTEEN_BIT_MAX = 65535.0  # 16-bit images (Pillow modes I;16*, and I as Pillow opens some 16-bit files)
+HIGH_DEPTH_MODES = ("I", "F")  # besides I;16*: gray modes that Pillow's conversion to L would clip
 
 
 @dataclass(frozen=True)
@@ -70,20 +72,61 @@ def find_images(*inputs: str | Path) -> list[Path]:
     return found
 
 
+def _high_depth_gray(image, path: Path) -> np.ndarray:
+    """A 16-bit, 32-bit integer or float gray image as float32 [H, W] in [0, 1], scaled by its own
+    bit depth: Pillow's conversion to L clips every value above 255 to white."""
+    raw = np.asarray(image).astype(np.float64)
+    if image.mode.startswith("I;16"):
+        scale = SIXTEEN_BIT_MAX
+    elif image.mode == "I":  # Pillow opens some 16-bit files as 32-bit "I"; wider ranges are refused
+        if raw.size and (raw.min() < 0 or raw.max() > SIXTEEN_BIT_MAX):
+            raise ValueError(
+                f"{path}: 32-bit integer image (Pillow mode I) with values in [{raw.min():g}, {raw.max():g}]; "
+                "only 8- and 16-bit images are read. Save it as an 8- or 16-bit PNG."
+            )
+        scale = SIXTEEN_BIT_MAX
+    else:  # "F": floats carry no bit depth; take them only if they already are intensities in [0, 1]
+        if raw.size and not (np.isfinite(raw).all() and raw.min() >= 0.0 and raw.max() <= 1.0):
+            raise ValueError(
+                f"{path}: floating-point image (Pillow mode F) with values outside [0, 1]; save it as an 8- or "
+                "16-bit PNG"
+            )
+        scale = 1.0
+    return (raw / scale).astype(np.float32)
+
+
 def load_image(path: Path, prep: Preprocessing) -> np.ndarray:
-    """One image as float32 [C*H*W] in [0, 1] (channels first for RGB)."""
+    """One image as float32 [C*H*W] in [0, 1] (channels first for RGB).
+
+    8-bit modes (1, L, P, LA, PA, RGB, RGBA, CMYK, YCbCr, ...) go through Pillow's conversion; 16-bit,
+    32-bit integer and float gray images are scaled by their bit depth; a mode Pillow cannot convert is
+    refused by name."""
     from PIL import Image
 
     with Image.open(path) as image:
-        image = image.convert(COLOR_MODES[prep.color])
+        image.load()
         if image.size != (prep.size[1], prep.size[0]) and not prep.resize:
             raise ImageSizeError(
                 f"{path}: image is {image.size[1]}x{image.size[0]} (height x width), the model takes "
                 f"{prep.size[0]}x{prep.size[1]} and was trained without resizing; resize the image, or train "
                 "on your own images with dataset=folder dataset.size=[H,W]"
             )
-        if image.size != (prep.size[1], prep.size[0]):
-            image = image.resize((prep.size[1], prep.size[0]), Image.Resampling.BILINEAR)
+        target = (prep.size[1], prep.size[0])
+        if image.mode.startswith("I;16") or image.mode in HIGH_DEPTH_MODES:
+            array = _high_depth_gray(image, path)
+            if image.size != target:
+                array = np.asarray(Image.fromarray(array).resize(target, Image.Resampling.BILINEAR))
+            if prep.color == "rgb":
+                array = np.repeat(array[None], 3, axis=0)
+            return np.clip(array, 0.0, 1.0).reshape(-1)
+        try:
+            image = image.convert(COLOR_MODES[prep.color])
+        except (ValueError, OSError) as error:
+            raise ValueError(
+                f"{path}: Pillow mode {image.mode} cannot be read as {prep.color} ({error}); save it as PNG"
+            ) from None
+        if image.size != target:
+            image = image.resize(target, Image.Resampling.BILINEAR)
         array = np.asarray(image, dtype=np.float32) / PIXEL_MAX
     if array.ndim == 3:
         array = array.transpose(2, 0, 1)

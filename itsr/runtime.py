@@ -1,0 +1,263 @@
+"""What happens around a run when things go wrong, kept out of run.py so that stays compose-fit-write.
+
+- One job per run directory: a lock (flock) that dies with its process, so kill -9 never blocks a resume.
+- A checkpoint records the config that made it; resuming it with another config is refused by key.
+- Checkpoints are written atomically: a full disk or a kill never leaves a truncated one to resume from.
+- SIGTERM stops a run with a non-zero status and says how to resume it; in a grid, which jobs did not run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins import TorchCheckpointIO
+from omegaconf import DictConfig, OmegaConf
+
+from itsr.errors import RunDirRefused
+from itsr.io import write_bytes_atomic
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".itsr.lock"  # in the run directory; held (flock) while a job runs there
+CONFIG_KEY = "itsr_config"  # where a checkpoint keeps the resolved config that made it
+EXIT_STOPPED = 128 + signal.SIGTERM  # the shell's status for "terminated by SIGTERM"
+# Keys that may differ between a checkpoint's config and the resuming run: where and how fast the run
+# computes, where data and logs live, how it resumes. Everything else changes the results, so it must match.
+RESUME_MAY_CHANGE = (
+    "threads",
+    "ckpt_path",
+    "data_dir",
+    "download",
+    "logger",
+    "score_batch_size",
+    "data_on_device",
+    "compile",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+)
+
+
+class RunStopped(SystemExit):
+    """SIGTERM (or SIGINT) stopped the run. A SystemExit, so that `except Exception` in libraries
+    cannot swallow it and a grid stops instead of starting the next job; the status is non-zero."""
+
+    def __init__(self, message: str):
+        super().__init__(EXIT_STOPPED)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# ---------------------------------------------------------------- one job per run directory
+
+
+@contextmanager
+def run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory for this process. flock is released by the kernel when the process
+    dies, however it dies (kill -9, pre-emption), so a stale lock file never blocks a resume."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_FILE
+    handle = open(path, "a+")  # noqa: SIM115 -- held open for the duration of the run
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise RunDirRefused(
+            f"{run_dir} is in use by a running job ({holder}); two runs in one directory would overwrite "
+            "each other. Wait for it, stop it, or choose another hydra.run.dir."
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    handle.flush()
+    try:
+        yield
+    finally:
+        handle.close()
+
+
+# ---------------------------------------------------------------- resume only into the same run
+
+
+def resolved_config(cfg: DictConfig) -> dict:
+    """The run's config as plain data (a weights_only checkpoint holds nothing else)."""
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+class RecordConfig(pl.Callback):
+    """Stores the config that made a checkpoint in it, so a resume can check it is the same run."""
+
+    def __init__(self, config: dict):
+        self.config = config
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint[CONFIG_KEY] = self.config
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning writes checkpoints in place; a full disk or a kill mid-write left a truncated
+    last.ckpt that the next resume tripped on. Temp file + rename instead, as for every result."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_bytes_atomic(path, buffer.getvalue())
+
+
+def _flatten(obj, prefix: str = "") -> dict[str, object]:
+    if isinstance(obj, dict):
+        out: dict[str, object] = {}
+        for key, value in obj.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out or {prefix[:-1]: {}}
+    return {prefix[:-1]: obj}
+
+
+def _may_change(key: str) -> bool:
+    return any(key == k or key.startswith(f"{k}.") for k in RESUME_MAY_CHANGE)
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """'key: saved -> current' for every key that changes results and differs."""
+    old, new = _flatten(saved), _flatten(current)
+    return [
+        f"{key}: {old.get(key, '(absent)')!r} in the checkpoint, {new.get(key, '(absent)')!r} now"
+        for key in sorted(set(old) | set(new))
+        if not _may_change(key) and old.get(key) != new.get(key)
+    ]
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint as plain data; a pickled (code-carrying) or damaged file is refused by name."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise RunDirRefused(
+            f"{path}: refused or unreadable checkpoint ({type(error).__name__}); itsr checkpoints hold tensors "
+            "and plain data only. Move it away to start afresh in that directory (ckpt_path=null), or give "
+            "another ckpt_path."
+        ) from None
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise RunDirRefused(f"{path}: not a Lightning checkpoint (no state_dict); it cannot be resumed")
+    return state
+
+
+def check_resume(path: Path, current: dict) -> None:
+    """Refuse to continue a checkpoint that another config made (seed, model, alpha, epochs, ...)."""
+    saved = read_checkpoint(path).get(CONFIG_KEY)
+    if saved is None:
+        log.warning("%s records no config (written before itsr checked resumes); resuming it unchecked", path)
+        return
+    differences = config_differences(saved, current)
+    if differences:
+        raise RunDirRefused(
+            f"{path} was made by another config, so resuming it would mix two runs:\n  "
+            + "\n  ".join(differences)
+            + "\nResume with the checkpoint's values or choose another hydra.run.dir (an unfinished run can also "
+            "be started afresh there with ckpt_path=null, which replaces its checkpoints)."
+        )
+
+
+def checkpoint_epoch(run_dir: Path) -> int | None:
+    """Epochs completed in the run directory's last checkpoint, or None when there is none."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    try:
+        return int(torch.load(last, map_location="cpu", weights_only=True)["epoch"]) + 1
+    except Exception:  # no checkpoint, or one that cannot be read: nothing to resume from
+        return None
+
+
+# ---------------------------------------------------------------- stopping on SIGTERM
+
+
+def stopped_message(run_dir: Path, signum: int) -> str:
+    name = signal.Signals(signum).name
+    epochs = checkpoint_epoch(run_dir)
+    if epochs is None:
+        resume = "it had no checkpoint yet; the same command starts it afresh"
+    else:
+        resume = (
+            f"it can be resumed from its last checkpoint ({epochs} epochs done): run the same command with "
+            f"hydra.run.dir={run_dir} (ckpt_path=auto resumes)"
+        )
+    return f"run stopped by {name} in {run_dir}; no results were written; {resume}"
+
+
+class _Stopping:
+    """Whether Lightning's fit loop runs now: it then stops the run itself at the end of a batch."""
+
+    in_fit = False
+
+
+_STOPPING = _Stopping()
+
+
+@contextmanager
+def stop_on_signal(run_dir: Path, in_slurm: bool) -> Iterator[None]:
+    """SIGTERM stops the run with RunStopped (status 143) instead of Lightning's SystemExit with status 0.
+
+    Outside `trainer.fit` (loading data, scoring, writing results) it raises at once. Inside, Lightning's
+    handler runs first and stops the loop at the end of the batch, never mid-checkpoint; `fit_stopped`
+    converts that. Inside a SLURM job submitit owns the signals (USR2 requeues) and is left alone."""
+    if in_slurm or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if not _STOPPING.in_fit:
+            raise RunStopped(stopped_message(run_dir, signum))
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def fit_stopped(run_dir: Path) -> Iterator[None]:
+    """Lightning's SIGTERMException (a SystemExit without a code, i.e. status 0) becomes RunStopped."""
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    _STOPPING.in_fit = True
+    try:
+        yield
+    except SIGTERMException:
+        raise RunStopped(stopped_message(run_dir, signal.SIGTERM)) from None
+    finally:
+        _STOPPING.in_fit = False
+
+
+def jobs_not_run(sweep_dir: Path, job_num: int) -> list[str] | None:
+    """The overrides of the grid's jobs after job_num, as the basic sweeper orders them, or None when
+    that cannot be worked out (another sweeper, no multirun.yaml)."""
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        saved = OmegaConf.load(sweep_dir / "multirun.yaml")
+        if not str(saved.hydra.sweeper._target_).endswith("BasicSweeper"):
+            return None
+        params = [f"{k}={v}" for k, v in (saved.hydra.sweeper.get("params") or {}).items()]
+        overrides = OverridesParser.create().parse_overrides([*params, *saved.hydra.overrides.task])
+        jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+    except Exception:  # best effort: the message then says only that later jobs did not run
+        return None
+    return [" ".join(job) for job in jobs[job_num + 1 :]]
