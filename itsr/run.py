@@ -146,6 +146,21 @@ def _nan_to_none(obj):
     return obj
 
 
+def run_identity(cfg: DictConfig, epochs: int | None, batch_size: int | None) -> dict:
+    """The `config` block of metrics.json that every model shares: what the report groups runs by."""
+    return {
+        "dataset": cfg.dataset.name,
+        "setting": cfg.dataset.setting,
+        "normal_class": cfg.dataset.get("normal_class"),
+        "anomaly_class": cfg.dataset.get("anomaly_class"),
+        "alpha": cfg.alpha,
+        "seed": cfg.seed,
+        "model": cfg.model.name,
+        "epochs": epochs,
+        "batch_size": batch_size,
+    }
+
+
 def write_scores_csv(path: Path, columns: dict[str, list]) -> None:
     """Columns of equal length as CSV; floats keep full precision."""
     buffer = io.StringIO()
@@ -325,17 +340,7 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple) 
         write_figures(run_dir, cfg, result, dm)
         metrics = {
             "format_version": METRICS_FORMAT,
-            "config": {
-                "dataset": cfg.dataset.name,
-                "setting": cfg.dataset.setting,
-                "normal_class": cfg.dataset.get("normal_class"),
-                "anomaly_class": cfg.dataset.get("anomaly_class"),
-                "alpha": cfg.alpha,
-                "seed": cfg.seed,
-                "model": cfg.model.name,
-                "epochs": max_epochs,
-                "batch_size": cfg.batch_size,
-            },
+            "config": run_identity(cfg, epochs=max_epochs, batch_size=cfg.batch_size),
             "n_train": len(dm.train),
             "n_train_anomalies": dm.n_train_anomalies,
             "thresholds": {"t_rec": result.thresholds.t_rec, "t_prior": result.thresholds.t_prior},

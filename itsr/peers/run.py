@@ -67,6 +67,7 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
         build_datamodule,
         default_threads,
         preprocessing_of,
+        run_identity,
         write_scores_csv,
     )
 
@@ -126,15 +127,11 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
         metrics = {
             "format_version": METRICS_FORMAT,
             "config": {
-                "dataset": cfg.dataset.name,
-                "setting": cfg.dataset.setting,
-                "normal_class": cfg.dataset.get("normal_class"),
-                "anomaly_class": cfg.dataset.get("anomaly_class"),
-                "alpha": cfg.alpha,
-                "seed": cfg.seed,
-                "model": name,
-                "epochs": next((options[k] for k in EPOCH_OPTIONS if k in options), None),
-                "batch_size": options.get("batch_size"),
+                **run_identity(
+                    cfg,
+                    epochs=next((options[k] for k in EPOCH_OPTIONS if k in options), None),
+                    batch_size=options.get("batch_size"),
+                ),
                 "detector": cfg.model.detector._target_,
                 "detector_options": options,
                 "score_percentile": cfg.scoring.rec_percentile,
