@@ -44,7 +44,7 @@ def generator_loss_per_sample(logits: torch.Tensor, weights: torch.Tensor) -> to
     "low prior density". Measured (quick preset, alpha 5%, 9 of 9 runs on three settings): the
     trained D is about 0.45 inside the bulk of the codes and rises towards 0.95 outside it, so this
     term drives the negative-weight codes *into* the bulk; their mean log p(z) rose from -4.5..-7.8
-    to -2.0..-4.0 during retraining (mode -1.84) while their reconstruction error rose 3.5-5x
+    to -2.0..-4.0 during retraining (mode -1.84) while their reconstruction error rose 3-6x
     (results/quick/README.md, scripts/discriminator_map.py). The likelihood term
     (negative_code_loss="prior") pushes on log p(z) directly instead.
     """
