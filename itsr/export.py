@@ -15,6 +15,7 @@ import torch
 from itsr.data.images import Preprocessing
 from itsr.io import write_bytes_atomic
 from itsr.models import AdversarialAutoencoderModule, AnomalyModel, AutoencoderModule
+from itsr.peers import PEER_MODULE
 from itsr.scoring import Thresholds
 
 MODEL_FILE = "model.pt"
@@ -102,9 +103,9 @@ def load_model(model: str | Path, payload: dict | None = None) -> tuple[AnomalyM
     """The module in eval mode and the file's metadata (payload: the file's content, if already read)."""
     path = resolve_model_path(model)
     payload = read_model_file(model) if payload is None else payload
-    if payload.get("module") not in MODULES:
+    if payload.get("module") == PEER_MODULE:
         raise ModelFileError(
-            f"{path}: holds no network (module {payload.get('module')!r}); a PyOD peer's run directory is scored "
+            f"{path}: holds no network (module {PEER_MODULE!r}); a PyOD peer's run directory is scored "
             "by `python -m itsr.predict RUN_DIR ...`"
         )
     for key in ("thresholds", "preprocessing", "state_dict", "hparams", "module"):
