@@ -24,7 +24,7 @@ from pathlib import Path
 from itsr.io import write_bytes_atomic
 from itsr.paper import METHODS, PAPER, PAPER_CRITERION, SETTINGS, SPLITS
 from itsr.peers import PEERS, SCORE_CRITERION
-from itsr.run import FAILURE_FILE, METRICS_FORMAT
+from itsr.results import FAILURE_FILE, METRICS_FORMAT
 
 MATCH_TOLERANCE = 0.03  # a cell "matches" the paper when |ours - paper| <= this BACC
 TABLE1_ALPHAS = (0.01, 0.001)

@@ -41,6 +41,7 @@ from itsr.io import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from itsr.noise import silence_third_party_noise
 from itsr.peers import is_peer
 from itsr.refinement import ITSRRefinement
+from itsr.results import FAILURE_FILE, METRICS_FORMAT
 from itsr.runtime import (
     AtomicCheckpointIO,
     RecordConfig,
@@ -57,8 +58,6 @@ from itsr.tracking import build_logger, finishing, log_results
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-FAILURE_FILE = "failed.json"
-METRICS_FORMAT = 1  # bump when the layout of metrics.json changes; the report checks it
 LAST_CHECKPOINT = "last"  # ckpt_path=last: resume, and fail if there is nothing to resume
 AUTO_RESUME = "auto"  # ckpt_path=auto: resume when the run directory has a checkpoint, else start
 

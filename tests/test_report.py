@@ -11,7 +11,7 @@ import pytest
 from itsr.io import write_json_atomic
 from itsr.paper import PAPER
 from itsr.report import aggregate, main, read_runs, render
-from itsr.run import METRICS_FORMAT
+from itsr.results import METRICS_FORMAT
 from tests.conftest import run_itsr, tiny_overrides
 
 
