@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
+from itsr.errors import check_positive_int
 from itsr.evaluation import error_by_group, evaluate
 from itsr.io import write_csv_atomic
+from itsr.results import CURVES_FILE
 
 
 class TrainingCurves(pl.Callback):
@@ -22,21 +24,29 @@ class TrainingCurves(pl.Callback):
     def __init__(
         self,
         every_n_epochs: int,
-        path: str | Path,
         score_batch_size: int,
         rec_percentile: float,
         lik_percentile: float,
+        path: str | Path | None = None,
         phase_of_epoch: Callable[[int], str] | None = None,
     ):
-        if every_n_epochs < 1:
-            raise ValueError(f"curves.every_n_epochs must be >= 1, got {every_n_epochs}")
+        check_positive_int("every_n_epochs", every_n_epochs)
         self.every_n_epochs = every_n_epochs
-        self.path = Path(path)
+        self.path = None if path is None else Path(path)
         self.score_batch_size = score_batch_size
         self.rec_percentile = rec_percentile
         self.lik_percentile = lik_percentile
         self.phase_of_epoch = phase_of_epoch
         self.rows: list[dict] = []
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Unless given: curves.csv in the run directory, and the phases of a callback that has them."""
+        if self.path is None:
+            self.path = Path(trainer.default_root_dir) / CURVES_FILE
+        if self.phase_of_epoch is None:
+            self.phase_of_epoch = next(
+                (c.phase_of_epoch for c in trainer.callbacks if c is not self and hasattr(c, "phase_of_epoch")), None
+            )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         completed = trainer.current_epoch + 1

@@ -7,15 +7,21 @@ from dataclasses import dataclass
 import torch
 
 from itsr.data.datamodule import AnomalyDataModule
+from itsr.detector import ThresholdDetector
+from itsr.errors import check_choice
 from itsr.models.base import AnomalyModel
-from itsr.scoring import Thresholds, evaluate_split, fit_thresholds
+from itsr.scoring import Thresholds
 
 
 @dataclass
 class Evaluation:
-    thresholds: Thresholds
+    detector: ThresholdDetector
     scores: dict[str, dict[str, torch.Tensor]]  # split ("train", "observed", ...) -> score name -> [N]
     metrics: dict[str, dict[str, dict[str, float]]]  # test split -> criterion -> metric -> value
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return self.detector.thresholds
 
 
 THRESHOLD_POPULATIONS = ("all", "retained")
@@ -28,8 +34,7 @@ def threshold_mask(weights: torch.Tensor | None, population: str) -> torch.Tenso
     "retained": only the samples with weight 1 at the end, i.e. X without ITSR's candidates, which
     the model was never, or negatively, trained on. For the AE and AAE both are the same set.
     """
-    if population not in THRESHOLD_POPULATIONS:
-        raise ValueError(f"scoring.threshold_population must be one of {THRESHOLD_POPULATIONS}, got {population!r}")
+    check_choice("threshold_population", population, THRESHOLD_POPULATIONS)
     if population == "all" or weights is None:
         return None
     retained = weights.cpu() == 1
@@ -44,28 +49,23 @@ def evaluate(
     lik_percentile: float,
     threshold_population: str = "all",
 ) -> Evaluation:
-    """Thresholds from the training set (see threshold_mask); then the metrics of every criterion on
-    every test split."""
+    """The detector fitted on the training scores (see threshold_mask); then the metrics of every
+    criterion on every test split."""
     scores = {"train": model.score(datamodule.train.x, batch_size)}
     for split, images in datamodule.test.items():
         scores[split] = model.score(images.x, batch_size)
     train = scores["train"]
     mask = threshold_mask(getattr(datamodule, "sample_weights", None), threshold_population)
-    pick = (lambda v: v) if mask is None else (lambda v: v[mask])  # noqa: E731
-    lik = train.get("log_likelihood")
-    thresholds = fit_thresholds(
-        pick(train["rec_error"]), None if lik is None else pick(lik), rec_percentile, lik_percentile
+    detector = ThresholdDetector.fit(
+        train["rec_error"], train.get("log_likelihood"), rec_percentile, lik_percentile, mask=mask
     )
     metrics = {
-        split: evaluate_split(
-            thresholds,
-            datamodule.test[split].is_anomaly,
-            scores[split]["rec_error"],
-            scores[split].get("log_likelihood"),
+        split: detector.evaluate(
+            datamodule.test[split].is_anomaly, scores[split]["rec_error"], scores[split].get("log_likelihood")
         )
         for split in datamodule.test
     }
-    return Evaluation(thresholds, scores, metrics)
+    return Evaluation(detector, scores, metrics)
 
 
 def error_by_group(rec_error: torch.Tensor, is_anomaly: torch.Tensor) -> dict[str, float]:

@@ -13,14 +13,14 @@ from pathlib import Path
 import torch
 
 from itsr.data.images import Preprocessing
+from itsr.detector import ThresholdDetector
 from itsr.io import write_bytes_atomic
-from itsr.models import AdversarialAutoencoderModule, AnomalyModel, AutoencoderModule
+from itsr.models import AnomalyModel, model_class
+from itsr.models.registry import registered_name
 from itsr.peers import PEER_MODULE
-from itsr.scoring import Thresholds
 
 MODEL_FILE = "model.pt"
-MODEL_FORMAT = 1
-MODULES = {"ae": AutoencoderModule, "aae": AdversarialAutoencoderModule}
+MODEL_FORMAT = 1  # "module" holds the registered class name; files that hold "ae"/"aae" load as well
 
 
 class ModelFileError(ValueError):
@@ -40,26 +40,19 @@ def save_model(
     path: Path,
     module: AnomalyModel,
     model_name: str,
-    thresholds: Thresholds,
-    train_scores: dict[str, torch.Tensor],
+    detector: ThresholdDetector,
     preprocessing: Preprocessing,
-    percentiles: dict[str, float],
 ) -> None:
+    """The network (its registered class, hparams and weights), the fitted detector with its training
+    scores (so other percentiles can be chosen when scoring), and the preprocessing."""
     payload = {
         "format": MODEL_FORMAT,
         "model": model_name,
-        "module": "aae" if module.has_likelihood else "ae",
+        "module": registered_name(module),
         "hparams": _plain(dict(module.hparams)),
         "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
-        "thresholds": thresholds.to_dict(),
-        "percentiles": dict(percentiles),
-        "criterion": "combined" if module.has_likelihood else "rec",
         "preprocessing": preprocessing.to_dict(),
-        # the training scores, so a user can pick other percentiles at scoring time
-        "train_rec_error": train_scores["rec_error"].detach().cpu(),
-        "train_log_likelihood": train_scores["log_likelihood"].detach().cpu()
-        if "log_likelihood" in train_scores
-        else None,
+        **detector.to_dict(),
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -99,8 +92,9 @@ def read_model_file(model: str | Path) -> dict:
     return payload
 
 
-def load_model(model: str | Path, payload: dict | None = None) -> tuple[AnomalyModel, dict]:
-    """The module in eval mode and the file's metadata (payload: the file's content, if already read)."""
+def load_model(model: str | Path, payload: dict | None = None) -> tuple[AnomalyModel, ThresholdDetector, dict]:
+    """The module in eval mode, its detector, and the file's metadata (payload: the file's content, if
+    already read)."""
     path = resolve_model_path(model)
     payload = read_model_file(model) if payload is None else payload
     if payload.get("module") == PEER_MODULE:
@@ -111,11 +105,11 @@ def load_model(model: str | Path, payload: dict | None = None) -> tuple[AnomalyM
     for key in ("thresholds", "preprocessing", "state_dict", "hparams", "module"):
         if payload.get(key) is None:
             raise ModelFileError(f"{path}: no {key} in the model file; it cannot score images")
-    if payload["module"] not in MODULES:
-        raise ModelFileError(
-            f"{path}: module {payload['module']!r} is not one this version scores ({', '.join(MODULES)})"
-        )
-    _check_thresholds(path, payload)
+    try:
+        module_class = model_class(payload["module"])
+    except KeyError as error:
+        raise ModelFileError(f"{path}: its network is not one this version scores ({error.args[0]})") from None
+    _check_thresholds(path, payload, module_class.has_likelihood)
     try:
         prep = Preprocessing.from_dict(payload["preprocessing"])
         if payload["hparams"].get("input_dim") != prep.input_dim:
@@ -123,8 +117,9 @@ def load_model(model: str | Path, payload: dict | None = None) -> tuple[AnomalyM
                 f"preprocessing {prep.size[0]}x{prep.size[1]} {prep.color} gives {prep.input_dim} inputs, the "
                 f"network takes {payload['hparams'].get('input_dim')}"
             )
-        module = MODULES[payload["module"]](**payload["hparams"])
+        module = module_class(**payload["hparams"])
         module.load_state_dict(payload["state_dict"])
+        detector = ThresholdDetector.from_dict(payload)
     except Exception as error:  # hparams, weights or preprocessing that do not fit each other
         raise ModelFileError(
             f"{path}: its {payload['module']} network or preprocessing does not fit this version "
@@ -132,14 +127,14 @@ def load_model(model: str | Path, payload: dict | None = None) -> tuple[AnomalyM
             "`python -m itsr.run` or use the itsr version that wrote it"
         ) from None
     module.eval()
-    return module, payload
+    return module, detector, payload
 
 
-def _check_thresholds(path: Path, payload: dict) -> None:
+def _check_thresholds(path: Path, payload: dict, has_likelihood: bool) -> None:
     """A NaN or infinite threshold scores every image NaN and flags none: refuse such a file (a run
     whose training diverged writes one) instead of reporting "0 anomalous"."""
     thresholds = payload["thresholds"]
-    needed = ("t_rec", "rec_median") + (("t_prior", "lik_median") if payload["module"] == "aae" else ())
+    needed = ("t_rec", "rec_median") + (("t_prior", "lik_median") if has_likelihood else ())
     for key in needed:
         value = thresholds.get(key) if isinstance(thresholds, dict) else None
         if not isinstance(value, (int, float)) or not math.isfinite(value):

@@ -78,3 +78,26 @@ def latent_scatter(codes: torch.Tensor, is_anomaly: torch.Tensor, title: str, pa
     ax.set_title(title)
     ax.legend(markerscale=3)
     _save(fig, path)
+
+
+def write_run_figures(run_dir: Path, cfg, result, dm) -> None:
+    """The run's figures from its evaluation: training errors; for a model with a prior, the test scores
+    against both thresholds and the training codes."""
+    setting = f"{cfg.model.name.upper()}, {cfg.dataset.setting}, alpha={cfg.alpha}"
+    train = result.scores["train"]
+    training_error_histogram(
+        train["rec_error"], dm.train.is_anomaly, f"Training errors: {setting}", run_dir / "train_errors.png"
+    )
+    if "log_likelihood" in train and dm.test:
+        split = next(iter(dm.test))  # "observed" for the benchmarks
+        observed = result.scores[split]
+        score_scatter(
+            observed["rec_error"],
+            observed["log_likelihood"],
+            dm.test[split].is_anomaly,
+            result.thresholds.t_rec,
+            result.thresholds.t_prior,
+            f"Test split {split}: {setting}",
+            run_dir / "test_scores_scatter.png",
+        )
+        latent_scatter(train["code"], dm.train.is_anomaly, f"Training codes: {setting}", run_dir / "latent.png")

@@ -21,31 +21,18 @@ from pathlib import Path
 import torch
 
 from itsr.data.images import ImageSizeError, Preprocessing, find_images, load_images
+from itsr.errors import OptionError
 from itsr.export import ModelFileError, load_model, read_model_file
 from itsr.io import write_bytes_atomic
 from itsr.peers import PEER_CRITERIA, PEER_MODULE, SCORE_CRITERION, PeerError
-from itsr.scoring import CRITERIA, Thresholds, criterion_scores, decisions, fit_thresholds
+from itsr.scoring import CRITERIA, Thresholds, check_percentile, criterion_scores, decisions, fit_thresholds
 
 MONTAGE_DEFAULT_COUNT = 16
 BATCH_SIZE_DEFAULT = 1024  # images scored at once; memory only, the scores do not depend on it
-PERCENTILE_RANGE = (0.0, 100.0)
 
 
 class PredictError(RuntimeError):
     """Bad input for scoring; the message names the file and the fix."""
-
-
-def thresholds_for(payload: dict, rec_percentile: float | None, lik_percentile: float | None) -> Thresholds:
-    """The saved thresholds, or new ones from the saved training scores at other percentiles."""
-    if rec_percentile is None and lik_percentile is None:
-        return Thresholds(**payload["thresholds"])
-    saved = payload["percentiles"]
-    return fit_thresholds(
-        payload["train_rec_error"],
-        payload["train_log_likelihood"],
-        rec_percentile if rec_percentile is not None else saved["rec"],
-        lik_percentile if lik_percentile is not None else saved["lik"],
-    )
 
 
 def score_paths(
@@ -62,32 +49,31 @@ def score_paths(
     payload = read_model_file(model)
     if payload.get("module") == PEER_MODULE:
         return score_paths_with_peer(model, payload, inputs, criterion, rec_percentile, lik_percentile, progress)
-    module, payload = load_model(model, payload)
+    module, detector, payload = load_model(model, payload)
     if lik_percentile is not None and not module.has_likelihood:
         raise PredictError(
             f"--lik-percentile {lik_percentile:g}: this {payload['model']} model has no latent prior, so no "
             "likelihood threshold; only --rec-percentile applies"
         )
-    criterion = criterion or payload["criterion"]
-    if criterion not in CRITERIA or (criterion != "rec" and not module.has_likelihood):
-        allowed = CRITERIA if module.has_likelihood else ("rec",)
-        raise PredictError(f"--criterion {criterion}: this {payload['model']} model offers {allowed}")
+    criterion = criterion or detector.default_criterion
+    if criterion not in detector.criteria:
+        raise PredictError(f"--criterion {criterion}: this {payload['model']} model offers {detector.criteria}")
     prep = Preprocessing.from_dict(payload["preprocessing"])
     x, kept, skipped = _images(inputs, prep, progress)
     module.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     scores = module.score(x, batch_size)
-    thresholds = thresholds_for(payload, rec_percentile, lik_percentile)
+    detector = detector.refit(rec_percentile, lik_percentile)
     lik = scores.get("log_likelihood")
     return {
         "paths": kept,
         "skipped": skipped,
         "rec_error": scores["rec_error"],
         "log_likelihood": lik,
-        "score": criterion_scores(thresholds, scores["rec_error"], lik)[criterion],
-        "is_anomaly": decisions(thresholds, scores["rec_error"], lik)[criterion],
+        "score": detector.scores(scores["rec_error"], lik)[criterion],
+        "is_anomaly": detector.decide(scores["rec_error"], lik)[criterion],
         "reconstruction": module.decode(scores["code"].to(module.device)).detach().cpu(),
         "inputs": x,
-        "thresholds": thresholds,
+        "thresholds": detector.thresholds,
         "criterion": criterion,
         "preprocessing": prep,
     }
@@ -242,10 +228,12 @@ def device_problem(device: str | None) -> str | None:
 def argument_problems(args: argparse.Namespace) -> list[str]:
     """Every bad option, each named with what is allowed; checked before any file is read."""
     problems = []
-    low, high = PERCENTILE_RANGE
     for option, value in (("--rec-percentile", args.rec_percentile), ("--lik-percentile", args.lik_percentile)):
-        if value is not None and not low <= value <= high:  # also refuses nan
-            problems.append(f"{option} must lie in [{low:g}, {high:g}], got {value:g}")
+        try:
+            if value is not None:
+                check_percentile(option, value)  # also refuses nan
+        except OptionError as error:
+            problems.append(f"{option} {error.rule}, got {value:g}")
     for option, value in (("--batch-size", args.batch_size), ("--montage-count", args.montage_count)):
         if value < 1:
             problems.append(f"{option} must be a positive integer, got {value}")

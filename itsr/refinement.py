@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from sklearn.svm import OneClassSVM
+
+from itsr.errors import OptionError, check_choice, check_positive_int
+from itsr.io import write_csv_atomic
+from itsr.results import REFINEMENT_FILE
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +43,7 @@ class RefinementSchedule:
 
     def __post_init__(self) -> None:
         for key in ("pretrain_epochs", "rounds", "round_epochs", "retrain_epochs"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"model.refinement.{key} must be >= 1, got {getattr(self, key)}")
+            check_positive_int(key, getattr(self, key))
 
     @property
     def retrain_start(self) -> int:
@@ -71,10 +75,9 @@ def one_class_svm(nu: float, kernel: str, gamma: str | float, method: str, codes
     """
     if method == "exact":
         return OneClassSVM(kernel=kernel, nu=nu, gamma=gamma)
-    if method != "nystroem":
-        raise ValueError(f"model.refinement.svm must be one of {SVM_METHODS}, got {method!r}")
+    check_choice("svm", method, SVM_METHODS)
     if kernel != "rbf":
-        raise ValueError(f"model.refinement.svm=nystroem approximates the rbf kernel only, got kernel={kernel!r}")
+        raise OptionError("kernel", "must be rbf with svm=nystroem (it approximates the rbf kernel only)", kernel)
     from sklearn.kernel_approximation import Nystroem
     from sklearn.linear_model import SGDOneClassSVM
     from sklearn.pipeline import make_pipeline
@@ -101,14 +104,18 @@ def detect_candidates(
     fit_on="remaining" (our default) fits and predicts on the codes still outside A, so each round
     looks for new outliers among the samples still trained on; "all" refits on every code.
     """
-    if fit_on not in FIT_ON:
-        raise ValueError(f"model.refinement.fit_on must be one of {FIT_ON}, got {fit_on!r}")
+    check_choice("fit_on", fit_on, FIT_ON)
     pool = np.flatnonzero(~candidates) if fit_on == "remaining" else np.arange(len(codes))
     svm = one_class_svm(nu, kernel, gamma, method, codes[pool]).fit(codes[pool])
     outliers = pool[svm.predict(codes[pool]) == -1]
     new = np.zeros(len(codes), dtype=bool)
     new[outliers] = True
     return new & ~candidates
+
+
+def check_negative_weight(w_anomaly: float) -> None:
+    if not w_anomaly < 0:
+        raise OptionError("w_anomaly", "must be < 0 (Sec. 4.2: retraining pushes the candidates away)", w_anomaly)
 
 
 def retraining_weights(
@@ -119,8 +126,7 @@ def retraining_weights(
     Outside A: 1. In A: w_anomaly where the reconstruction error exceeds T_retrain, the given
     percentile of the errors within A, else 0 (likely false positives, left out).
     """
-    if w_anomaly >= 0:
-        raise ValueError(f"model.refinement.w_anomaly must be < 0 for retraining, got {w_anomaly}")
+    check_negative_weight(w_anomaly)
     weights = np.ones(len(rec_error), dtype=np.float32)
     if not candidates.any():
         return weights, float("nan")
@@ -170,15 +176,14 @@ class ITSRRefinement(pl.Callback):
         svm: str = "exact",
     ):
         if not 0.0 < nu <= 1.0:
-            raise ValueError(f"model.refinement.nu must lie in (0, 1], got {nu}")
-        if w_anomaly >= 0:
-            raise ValueError(f"model.refinement.w_anomaly must be < 0, got {w_anomaly}")
+            raise OptionError("nu", "must lie in (0, 1]", nu)
+        check_negative_weight(w_anomaly)
         if not 0.0 <= retrain_percentile <= 100.0:
-            raise ValueError(f"model.refinement.retrain_percentile must lie in [0, 100], got {retrain_percentile}")
-        if fit_on not in FIT_ON:
-            raise ValueError(f"model.refinement.fit_on must be one of {FIT_ON}, got {fit_on!r}")
-        if svm not in SVM_METHODS:
-            raise ValueError(f"model.refinement.svm must be one of {SVM_METHODS}, got {svm!r}")
+            raise OptionError("retrain_percentile", "must lie in [0, 100]", retrain_percentile)
+        check_choice("fit_on", fit_on, FIT_ON)
+        check_choice("svm", svm, SVM_METHODS)
+        if svm == "nystroem" and kernel != "rbf":
+            raise OptionError("kernel", "must be rbf with svm=nystroem (it approximates the rbf kernel only)", kernel)
         self.svm = svm
         self.schedule = RefinementSchedule(pretrain_epochs, rounds, round_epochs, retrain_epochs)
         self.nu, self.kernel, self.gamma, self.fit_on = nu, kernel, gamma, fit_on
@@ -193,6 +198,32 @@ class ITSRRefinement(pl.Callback):
         self.retraining: dict = {}
         # training errors when pretraining ended: the "before ITSR" of Fig. 5 (d)-(f)
         self.pretrained_rec_error: np.ndarray | None = None
+
+    @property
+    def total_epochs(self) -> int:
+        """The training length this schedule needs (the run's max_epochs)."""
+        return self.schedule.total_epochs
+
+    def phase_of_epoch(self, epoch: int) -> str:
+        """The phase a (0-based) epoch trains in, for the curves and the progress display."""
+        return self.schedule.phase_of_epoch(epoch)
+
+    def train_score_columns(self, dm) -> dict[str, list]:
+        """train_scores.csv's extra columns: the final candidate set and weight, and the error when
+        pretraining ended (Fig. 5 d-f)."""
+        if self.candidates is None:
+            return {}
+        columns = {"candidate": self.candidates.astype(int).tolist(), "weight": dm.sample_weights.cpu().tolist()}
+        if self.pretrained_rec_error is not None:
+            columns["rec_error_pretrained"] = self.pretrained_rec_error.tolist()
+        return columns
+
+    def add_results(self, metrics: dict, run_dir) -> None:
+        """metrics.json gains the schedule, the rounds and the retraining figures; refinement.csv the rounds."""
+        metrics["config"]["schedule"] = self.schedule.__dict__
+        metrics["refinement"] = self.history
+        metrics["retraining"] = self.retraining
+        write_csv_atomic(Path(run_dir) / REFINEMENT_FILE, self.history)
 
     # Lightning hooks -------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

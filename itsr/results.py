@@ -6,6 +6,21 @@ through these names without loading a training stack.
 
 from __future__ import annotations
 
+import csv
+import io
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from itsr.io import write_bytes_atomic
+
+if TYPE_CHECKING:  # type names only: this module stays importable without torch, Lightning or Hydra
+    from omegaconf import DictConfig
+
+    from itsr.data.datamodule import AnomalyDataModule
+    from itsr.evaluation import Evaluation
+
 METRICS_FILE = "metrics.json"  # written last and atomically: if it exists, the run finished
 METRICS_FORMAT = 1  # bump when the layout of metrics.json changes; the report checks it
 FAILURE_FILE = "failed.json"  # a failed job's note (error type and message), shown by the report
@@ -13,3 +28,112 @@ TEST_SCORES_FILE = "test_scores.csv"  # per-sample test scores: every metric can
 TRAIN_SCORES_FILE = "train_scores.csv"  # per-sample training scores after training
 CURVES_FILE = "curves.csv"  # test metrics and training errors every N epochs (Figs. 1, 4)
 REFINEMENT_FILE = "refinement.csv"  # ITSR: one row per detection round
+
+
+def nan_to_none(obj):
+    """JSON has no NaN: an undefined metric (e.g. no positives in a split) is written as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [nan_to_none(v) for v in obj]
+    return obj
+
+
+def run_identity(cfg: DictConfig, epochs: int | None, batch_size: int | None) -> dict:
+    """The `config` block of metrics.json that every model shares: what the report groups runs by."""
+    return {
+        "dataset": cfg.dataset.name,
+        "setting": cfg.dataset.setting,
+        "normal_class": cfg.dataset.get("normal_class"),
+        "anomaly_class": cfg.dataset.get("anomaly_class"),
+        "alpha": cfg.alpha,
+        "seed": cfg.seed,
+        "model": cfg.model.name,
+        "epochs": epochs,
+        "batch_size": batch_size,
+    }
+
+
+def run_metrics(
+    cfg: DictConfig, dm: AnomalyDataModule, result: Evaluation, epochs: int, started: float, device: str, threads: int
+) -> dict:
+    """metrics.json of a trained model (before ITSR adds its refinement history)."""
+    from itsr.evaluation import error_by_group
+
+    return {
+        "format_version": METRICS_FORMAT,
+        "config": run_identity(cfg, epochs=epochs, batch_size=cfg.batch_size),
+        "n_train": len(dm.train),
+        "n_train_anomalies": dm.n_train_anomalies,
+        "thresholds": {"t_rec": result.thresholds.t_rec, "t_prior": result.thresholds.t_prior},
+        "metrics": result.metrics,
+        "train_errors": error_by_group(result.scores["train"]["rec_error"], dm.train.is_anomaly),
+        "wall_time_s": round(time.time() - started, 1),
+        "device": device,
+        "torch_threads": threads,
+    }
+
+
+def write_scores_csv(path: Path, columns: dict[str, list]) -> None:
+    """Columns of equal length as CSV; floats keep full precision."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(zip(*columns.values()))
+    write_bytes_atomic(path, buffer.getvalue().encode())
+
+
+def write_test_scores(path: Path, result: Evaluation, dm: AnomalyDataModule) -> None:
+    """Per-sample test scores: anyone can re-threshold or recompute every metric from them."""
+    columns: dict[str, list] = {"split": [], "label": [], "anomaly": [], "rec_error": []}
+    has_lik = "log_likelihood" in result.scores["train"]
+    if has_lik:
+        columns["log_likelihood"] = []
+    for split, images in dm.test.items():
+        columns["split"] += [split] * len(images)
+        columns["label"] += images.labels.tolist()
+        columns["anomaly"] += images.is_anomaly.int().tolist()
+        for name in ("rec_error", "log_likelihood") if has_lik else ("rec_error",):
+            columns[name] += result.scores[split][name].tolist()
+    write_scores_csv(path, columns)
+
+
+def write_train_scores(path: Path, result: Evaluation, dm: AnomalyDataModule, callbacks: list) -> None:
+    """Per-sample training scores after training (Fig. 4b, Fig. 5 d-f), plus the columns a callback adds
+    (ITSR: the final candidate set, the final weight and the error when pretraining ended)."""
+    train = result.scores["train"]
+    columns = {
+        "label": dm.train.labels.tolist(),
+        "anomaly": dm.train.is_anomaly.int().tolist(),
+        "rec_error": train["rec_error"].tolist(),
+    }
+    if "log_likelihood" in train:
+        columns["log_likelihood"] = train["log_likelihood"].tolist()
+    for callback in callbacks:
+        if hasattr(callback, "train_score_columns"):
+            columns |= callback.train_score_columns(dm)
+    write_scores_csv(path, columns)
+
+
+def results_table(metrics: dict) -> str:
+    """A small console table; reports are built from metrics.json, never from this text."""
+    lines = [f"{'split':<11} {'criterion':<9} {'TPR':>6} {'TNR':>6} {'BACC':>6} {'AUROC':>6} {'AP':>6}"]
+    for split, by_criterion in metrics["metrics"].items():
+        for criterion, m in by_criterion.items():
+            cells = " ".join(
+                f"{m[k]:6.3f}" if m[k] is not None else "   n/a" for k in ("tpr", "tnr", "bacc", "auroc", "ap")
+            )
+            lines.append(f"{split:<11} {criterion:<9} {cells}")
+    return "\n".join(lines)
+
+
+def headline_bacc(metrics: dict) -> float | None:
+    """The first test split's BACC by the last criterion, for Hydra sweepers; None without a test set
+    (dataset=folder without labels has no "observed" split)."""
+    splits = metrics["metrics"]
+    if not splits:
+        return None
+    by_criterion = next(iter(splits.values()))
+    return by_criterion[list(by_criterion)[-1]]["bacc"] if by_criterion else None

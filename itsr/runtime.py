@@ -1,4 +1,5 @@
-"""What happens around a run when things go wrong, kept out of run.py so that stays compose-fit-write.
+"""What happens around a run: its cores, SLURM, resuming, and things going wrong; kept out of run.py so
+that stays compose-fit-write.
 
 - One job per run directory: a lock (flock) that dies with its process, so kill -9 never blocks a resume.
 - A checkpoint records the config that made it; resuming it with another config is refused by key.
@@ -14,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,15 +23,22 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning_fabric.plugins import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 
-from itsr.errors import RunDirRefused
+from itsr.data.fetch import DataUnavailableError
+from itsr.errors import RunDirRefused, UserError
 from itsr.io import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_DIR = "checkpoints"  # in the run directory
 LOCK_FILE = ".itsr.lock"  # in the run directory; held (flock) while a job runs there
+LAST_CHECKPOINT = "last"  # ckpt_path=last: resume, and fail if there is nothing to resume
+AUTO_RESUME = "auto"  # ckpt_path=auto: resume when the run directory has a checkpoint, else start
 CONFIG_KEY = "itsr_config"  # where a checkpoint keeps the resolved config that made it
 EXIT_STOPPED = 128 + signal.SIGTERM  # the shell's status for "terminated by SIGTERM"
 # Keys that may differ between a checkpoint's config and the resuming run: where and how fast the run
@@ -49,6 +58,26 @@ RESUME_MAY_CHANGE = (
     "trainer.enable_model_summary",
     "trainer.log_every_n_steps",
 )
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """<run dir>/checkpoints: the newest checkpoint every N epochs and at the end, and last.ckpt as a
+    link to it (no second copy), which `ckpt_path=auto` resumes from."""
+
+    def __init__(self, every_n_epochs: int, dirpath: str | None = None):
+        super().__init__(
+            dirpath=dirpath,
+            filename="epoch{epoch}",
+            auto_insert_metric_name=False,
+            every_n_epochs=every_n_epochs,
+            save_top_k=1,  # with no monitor: the newest one
+            save_last="link",
+        )
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.dirpath is None:  # the run directory is the trainer's root, not the logger's folder
+            self.dirpath = str(Path(trainer.default_root_dir) / CHECKPOINT_DIR)
+        super().setup(trainer, pl_module, stage)
 
 
 class RunStopped(SystemExit):
@@ -261,3 +290,93 @@ def jobs_not_run(sweep_dir: Path, job_num: int) -> list[str] | None:
     except Exception:  # best effort: the message then says only that later jobs did not run
         return None
     return [" ".join(job) for job in jobs[job_num + 1 :]]
+
+
+def available_cores() -> int:
+    """Cores this job owns: SLURM's allocation inside a SLURM job, else the process's CPU set."""
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK")
+    if slurm and slurm.isdigit():
+        return int(slurm)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """The cores this job owns, shared with the jobs that a parallel launcher runs beside it
+    (one busy neighbour cut a 2-thread matmul from 138 to 16 GFLOP/s here; 1 thread kept 80)."""
+    cores = available_cores()
+    try:
+        parallel_jobs = int(HydraConfig.get().launcher.get("n_jobs") or 1)
+    except ValueError:  # not started by Hydra
+        parallel_jobs = 1
+    if parallel_jobs < 0:  # joblib's -1: as many jobs as cores
+        parallel_jobs = cores
+    return max(1, cores // max(1, parallel_jobs))
+
+
+def slurm_plugins() -> list | None:
+    """Inside a SLURM job, let submitit own requeueing (USR2, then ckpt_path=auto resumes) and keep
+    Lightning's SLURM environment from installing a second requeue handler."""
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None
+
+
+def in_slurm_job() -> bool:
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    return SLURMEnvironment.detect()
+
+
+def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
+    """None, a path, "last" (must exist) or "auto" (resume if there is something to resume).
+
+    "auto" is the default, so a job that SLURM requeues after pre-emption or a time limit starts again
+    in the same directory and continues from its last checkpoint instead of starting over.
+    """
+    if ckpt_path is None:
+        return None
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if ckpt_path == AUTO_RESUME:
+        return str(last) if last.exists() else None
+    path = last if ckpt_path == LAST_CHECKPOINT else Path(ckpt_path)
+    if not path.is_file():
+        raise RunDirRefused(
+            f"ckpt_path={ckpt_path!r}: no checkpoint at {path}. To resume a run, start it again in its "
+            "own directory (hydra.run.dir=<that run dir>) with ckpt_path=last, or give a .ckpt path."
+        )
+    return str(path)
+
+
+def user_error(error: Exception) -> UserError | None:
+    """Errors that come from the user's input (a value, a file, a directory), as a UserError that
+    Hydra prints without a traceback; None for anything else (a bug keeps its traceback)."""
+    if isinstance(error, UserError):
+        return error
+    if isinstance(error, (ValueError, DataUnavailableError, FileNotFoundError, PermissionError, NotADirectoryError)):
+        return UserError(f"{type(error).__name__}: {error}")
+    if isinstance(error, OSError) and error.filename:  # e.g. a full disk while writing a result
+        return UserError(f"{error.filename}: {error.strerror or error}")
+    return None
+
+
+def log_in_grid(error: Exception) -> None:
+    """Hydra prints only a grid's first error at its end: each failed job says its own as it fails."""
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        log.error("%s", error)
+
+
+def report_stopped(stop: RunStopped) -> None:
+    """Say that the run stopped and how to resume it; in a grid, also which jobs did not run."""
+    hydra_cfg = HydraConfig.get()
+    lines = [f"error: {stop}"]
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        later = jobs_not_run(Path(hydra_cfg.sweep.dir), hydra_cfg.job.num)
+        lines.append(
+            f"the grid stopped at job #{hydra_cfg.job.num}; the jobs after it did not run" + (":" if later else "")
+        )
+        lines += [f"  {job}" for job in later or []]
+        lines.append(
+            f"to finish the grid, run the same command with hydra.sweep.dir={hydra_cfg.sweep.dir}: "
+            "finished jobs keep their results, the stopped one resumes"
+        )
+    print("\n".join(lines), file=sys.stderr, flush=True)

@@ -15,11 +15,14 @@ import torch
 from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from itsr.errors import OptionError
+
 LOG_2PI = math.log(2.0 * math.pi)
 # A denominator below this is treated as a degenerate (constant) training score distribution.
 _MIN_SCALE = 1e-12
 
 CRITERIA = ("rec", "lik", "combined")
+PERCENTILE_RANGE = (0.0, 100.0)
 
 
 def reconstruction_error(x: torch.Tensor, x_rec: torch.Tensor) -> torch.Tensor:
@@ -32,12 +35,18 @@ def standard_normal_log_likelihood(z: torch.Tensor) -> torch.Tensor:
     return -0.5 * (z.pow(2).sum(dim=1) + z.shape[1] * LOG_2PI)
 
 
+def check_percentile(option: str, q: float) -> None:
+    """The one rule for a percentile: a number in [0, 100] (NaN is refused)."""
+    low, high = PERCENTILE_RANGE
+    if isinstance(q, bool) or not isinstance(q, (int, float)) or not low <= q <= high:
+        raise OptionError(option, f"must lie in [{low:g}, {high:g}]", q)
+
+
 def percentile(values: torch.Tensor, q: float) -> float:
     """The q-th percentile (0..100) with linear interpolation, as numpy's default."""
     if values.numel() == 0:
         raise ValueError("cannot take a percentile of an empty score set")
-    if not 0.0 <= q <= 100.0:
-        raise ValueError(f"percentile must lie in [0, 100], got {q}")
+    check_percentile("percentile", q)
     return float(torch.quantile(values.double().flatten(), q / 100.0))
 
 

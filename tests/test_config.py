@@ -81,7 +81,7 @@ def test_named_settings_and_overridable_classes() -> None:
         ("seed=2.5", "seed must be an integer"),
         ("dataset.normal_class=true", "dataset.normal_class must be a class index in 0..9 .*got True"),
         ("model=aae batch_size=1", "batch_size must be at least 2 for model=aae"),
-        ("dataset=folder dataset.root=/x dataset.color=cmyk", "dataset.color must be gray or rgb"),
+        ("dataset=folder dataset.root=/x dataset.color=cmyk", "dataset.color must be one of"),
         ("dataset=folder dataset.root=/x dataset.size=[28]", r"dataset.size must be \[height, width\]"),
         ("model=iforest +model.detector.n_trees=5", "model.detector.n_trees: not an option of pyod.models.iforest"),
         ("model=knn alpha=0", r"model.detector.contamination must lie in \(0.0, 0.5\] \(PyOD\), got 0;"),

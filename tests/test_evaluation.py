@@ -25,5 +25,5 @@ def test_retained_thresholds_leave_out_the_candidates(toy_datamodule) -> None:
     assert retained.thresholds.t_prior == pytest.approx(percentile(train["log_likelihood"][keep], 10))
     assert every.thresholds.t_rec == pytest.approx(percentile(train["rec_error"], 90))
     assert every.thresholds.t_rec != retained.thresholds.t_rec
-    with pytest.raises(ValueError, match="scoring.threshold_population"):
+    with pytest.raises(ValueError, match="threshold_population must be one of"):
         evaluate(module, toy_datamodule, 64, 90, 10, "weighted")

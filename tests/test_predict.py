@@ -115,7 +115,7 @@ def test_unreadable_files_are_skipped_named_and_counted(folder_run, toy_folders,
 
 def test_thresholds_travel_with_the_model(folder_run) -> None:
     run_dir, metrics = folder_run
-    module, payload = load_model(run_dir)
+    module, _, payload = load_model(run_dir)
     assert payload["thresholds"]["t_rec"] == metrics["thresholds"]["t_rec"]
     assert payload["thresholds"]["t_prior"] == metrics["thresholds"]["t_prior"]
     assert payload["preprocessing"] == {"size": [SIDE, SIDE], "color": "gray", "resize": True}
@@ -169,7 +169,7 @@ def test_an_mnist_model_scores_a_folder_of_digit_pngs_and_rejects_other_sizes(mn
     assert predict([str(run_dir), str(digits), "--out", str(out)]) == 0
     assert len(read_rows(out)) == 10
     assert json.loads((run_dir / "metrics.json").read_text())["thresholds"]["t_rec"] > 0
-    assert load_model(run_dir)[1]["preprocessing"] == MNIST_PREPROCESSING.to_dict()
+    assert load_model(run_dir)[2]["preprocessing"] == MNIST_PREPROCESSING.to_dict()
     save(digits / "big.png", np.zeros((32, 32)))
     assert predict([str(run_dir), str(digits), "--out", str(tmp_path / "x.csv")]) == 2
     assert find_images(digits)[0].suffix == ".png"

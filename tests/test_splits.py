@@ -24,9 +24,10 @@ def test_contamination_counts_on_real_mnist(mnist_arrays, alpha: float, expected
 def test_anomaly_count_is_the_paper_fraction_of_the_whole_set() -> None:
     # n / (n_normal + n) = alpha, rounded half up
     assert n_anomalies_for(0.05, 5923) == 312
-    assert n_anomalies_for(0.5, 10) == 10
-    with pytest.raises(ValueError, match="alpha"):
-        n_anomalies_for(1.0, 10)
+    assert n_anomalies_for(0.4, 12) == 8
+    for minority_no_more in (0.5, 1.0):  # the one alpha rule: anomalies stay the minority, [0, 0.5)
+        with pytest.raises(ValueError, match=r"alpha must lie in \[0, 0.5\)"):
+            n_anomalies_for(minority_no_more, 10)
 
 
 def test_draw_is_seeded_and_depends_on_the_seed(mnist_arrays) -> None:

@@ -7,6 +7,7 @@ can read one. Labels live on the module (train_is_anomaly, test splits) for eval
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +16,14 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from itsr.data.fetch import fetch, load_arrays
-from itsr.data.splits import TEST_SPLITS, contaminated_training_indices, evaluation_split_indices
+from itsr.data.fetch import DATASETS, fetch, read_arrays
+from itsr.data.images import MNIST_PREPROCESSING, Preprocessing
+from itsr.data.splits import TEST_SPLITS, check_alpha, contaminated_training_indices, evaluation_split_indices
+from itsr.errors import OptionError, check_choice
 
 # Raw IDX pixels are bytes; the decoder's sigmoid output lives in [0, 1].
 PIXEL_MAX = 255.0
+CLASSES_PER_DATASET = 10  # MNIST and Fashion-MNIST both have ten classes
 
 
 @dataclass
@@ -98,6 +102,8 @@ class AnomalyDataModule(pl.LightningDataModule):
     Subclasses say where the images come from by implementing `load()`; everything about weights,
     sampling and checkpoint state lives here once.
     """
+
+    preprocessing: Preprocessing | None = None  # how image files become inputs; model.pt saves it for scoring
 
     def __init__(self, batch_size: int, seed: int):
         super().__init__()
@@ -178,6 +184,8 @@ class TensorDataModule(AnomalyDataModule):
 class BenchmarkDataModule(AnomalyDataModule):
     """MNIST or Fashion-MNIST as the paper's contaminated training set and two test splits."""
 
+    preprocessing = MNIST_PREPROCESSING  # 28 x 28 gray, as the IDX files hold them
+
     def __init__(
         self,
         name: str,
@@ -188,23 +196,33 @@ class BenchmarkDataModule(AnomalyDataModule):
         data_dir: str | Path,
         batch_size: int,
         download: bool = True,
+        class_names: Sequence[str] | None = None,
     ):
         super().__init__(batch_size, seed)
+        check_choice("name", name, tuple(DATASETS))
+        names = list(class_names) if class_names is not None else [str(c) for c in range(CLASSES_PER_DATASET)]
+        for option, value in (("normal_class", normal_class), ("anomaly_class", anomaly_class)):
+            if type(value) is not int or not 0 <= value < len(names):  # bool is an int: refuse true
+                raise OptionError(option, f"must be a class index in 0..{len(names) - 1} ({', '.join(names)})", value)
+        if normal_class == anomaly_class:
+            raise OptionError("anomaly_class", "must differ from normal_class", anomaly_class)
+        check_alpha(alpha)
         self.name = name
         self.normal_class = normal_class
         self.anomaly_class = anomaly_class
         self.alpha = alpha
         self.data_dir = Path(data_dir)
         self.download = download
-        self._prepared = False
+        self._folder: Path | None = None  # the cache folder, once prepare_data has verified it
 
     def prepare_data(self) -> None:
-        if self.download and not self._prepared:
-            fetch(self.name, self.data_dir)
-            self._prepared = True
+        """Fetch what is missing (with download) and verify every file's checksum, once."""
+        if self._folder is None:
+            self._folder = fetch(self.name, self.data_dir, sources=None if self.download else ())
 
     def load(self) -> tuple[LabelledImages, dict[str, LabelledImages]]:
-        x_train, y_train, x_test, y_test = load_arrays(self.name, self.data_dir, download=False)
+        self.prepare_data()  # a no-op when the trainer or the caller has already prepared the data
+        x_train, y_train, x_test, y_test = read_arrays(self.name, self._folder)  # decode only: verified above
         idx, is_anomaly = contaminated_training_indices(
             y_train, self.normal_class, self.anomaly_class, self.alpha, self.seed
         )
@@ -259,7 +277,7 @@ class FolderDataModule(AnomalyDataModule):
     def __init__(
         self,
         root: str | Path,
-        preprocessing,
+        preprocessing: Preprocessing,
         batch_size: int,
         seed: int,
         test_root: str | Path | None = None,

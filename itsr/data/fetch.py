@@ -397,7 +397,15 @@ def load_arrays(
     """Return (x_train, y_train, x_test, y_test) as uint8 arrays; without download, the
     cache alone is used (still verified)."""
     spec = _resolve(dataset)
-    folder = fetch(spec, data_dir, sources=None if download else ())
+    return read_arrays(spec, fetch(spec, data_dir, sources=None if download else ()))
+
+
+def read_arrays(
+    dataset: str | DatasetSpec, folder: str | os.PathLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Decode the IDX files of a folder that `fetch` has verified (no second read for the checksum)."""
+    spec = _resolve(dataset)
+    folder = Path(folder)
     arrays = []
     for file in spec.files:
         path = folder / file.name

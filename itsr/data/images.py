@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from itsr.errors import OptionError, check_choice
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -31,10 +33,11 @@ class Preprocessing:
     resize: bool = True  # False: an image of another size is an error (the model never saw resized data)
 
     def __post_init__(self) -> None:
-        if self.color not in COLOR_MODES:
-            raise ValueError(f"dataset.color must be one of {tuple(COLOR_MODES)}, got {self.color!r}")
-        if len(self.size) != 2 or min(self.size) < 1:
-            raise ValueError(f"dataset.size must be [height, width] with positive sides, got {list(self.size)}")
+        check_choice("color", self.color, tuple(COLOR_MODES))
+        size = list(self.size) if isinstance(self.size, (list, tuple)) else self.size
+        if not isinstance(size, list) or len(size) != 2 or any(type(v) is not int or v < 1 for v in size):
+            raise OptionError("size", "must be [height, width] of positive integers", size)
+        object.__setattr__(self, "size", tuple(size))  # a config gives a list
 
     @property
     def input_dim(self) -> int:

@@ -9,7 +9,19 @@ import math
 
 import numpy as np
 
+from itsr.errors import OptionError
+
 TEST_SPLITS = ("observed", "unobserved")
+
+
+ALPHA_RANGE = (0.0, 0.5)  # [low, high): anomalies are the minority of the training set (Sec. 2, 5)
+
+
+def check_alpha(alpha: float) -> None:
+    """The one check of the contamination rate: a number in [0, 0.5)."""
+    low, high = ALPHA_RANGE
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not low <= alpha < high:
+        raise OptionError("alpha", f"must lie in [{low:g}, {high:g})", alpha)
 
 
 def n_anomalies_for(alpha: float, n_normal: int) -> int:
@@ -17,8 +29,7 @@ def n_anomalies_for(alpha: float, n_normal: int) -> int:
 
     n / (n_normal + n) = alpha  =>  n = alpha * n_normal / (1 - alpha), rounded half up.
     """
-    if not 0.0 <= alpha < 1.0:
-        raise ValueError(f"alpha must lie in [0, 1), got {alpha}")
+    check_alpha(alpha)
     return int(math.floor(alpha * n_normal / (1.0 - alpha) + 0.5))
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
+from itsr.errors import OptionError, check_choice
 from itsr.models.base import (
     NEGATIVE_CODE_LOSSES,
     AnomalyModel,
@@ -16,10 +17,12 @@ from itsr.models.base import (
     generator_loss,
     weighted_mean,
 )
+from itsr.models.registry import register_model
 from itsr.nets import Decoder, Discriminator, Encoder
 from itsr.scoring import reconstruction_error
 
 
+@register_model
 class AdversarialAutoencoderModule(AnomalyModel):
     """Encoder with batch norm -> 2-D code with a N(0, I) prior; discriminator on codes.
 
@@ -39,6 +42,7 @@ class AdversarialAutoencoderModule(AnomalyModel):
     """
 
     has_likelihood = True
+    min_batch_size = 2  # batch norm in the encoder (Sec. 5) cannot train on a batch of one
 
     def __init__(
         self,
@@ -56,12 +60,9 @@ class AdversarialAutoencoderModule(AnomalyModel):
         negative_prior_radius: float = 3.0,
     ):
         super().__init__()
-        if negative_code_loss not in NEGATIVE_CODE_LOSSES:
-            raise ValueError(
-                f"model.module.negative_code_loss must be one of {NEGATIVE_CODE_LOSSES}, got {negative_code_loss!r}"
-            )
+        check_choice("negative_code_loss", negative_code_loss, NEGATIVE_CODE_LOSSES)
         if not negative_prior_radius > 0:
-            raise ValueError(f"model.module.negative_prior_radius must be > 0, got {negative_prior_radius}")
+            raise OptionError("negative_prior_radius", "must be > 0", negative_prior_radius)
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.encoder = Encoder(input_dim, hidden, latent_dim, batch_norm=True, code_batch_norm=code_batch_norm)

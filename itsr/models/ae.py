@@ -7,10 +7,12 @@ from collections.abc import Sequence
 import torch
 
 from itsr.models.base import AnomalyModel, adam, check_finite, weighted_mean
+from itsr.models.registry import register_model
 from itsr.nets import Decoder, Encoder
 from itsr.scoring import reconstruction_error
 
 
+@register_model
 class AutoencoderModule(AnomalyModel):
     """784-1000-1000-32 encoder, mirrored decoder; scored by reconstruction error only.
 

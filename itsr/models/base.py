@@ -127,6 +127,7 @@ class AnomalyModel(pl.LightningModule):
     """Encoder + decoder; subclasses add training. has_likelihood: the code has a prior."""
 
     has_likelihood = False
+    min_batch_size = 1  # the smallest training batch the module can learn from
 
     def accumulate_losses(self, losses: dict[str, torch.Tensor]) -> None:
         """Sum the step losses on the device; they are logged once per epoch. Calling self.log on

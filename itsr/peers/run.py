@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
+from itsr.build import build_datamodule
 from itsr.evaluation import error_by_group
 from itsr.export import MODEL_FILE, MODEL_FORMAT
 from itsr.figures import training_error_histogram
@@ -32,6 +33,8 @@ from itsr.peers.detector import (
     save_peer,
     score_images,
 )
+from itsr.results import METRICS_FORMAT, nan_to_none, run_identity, write_scores_csv
+from itsr.runtime import default_threads
 from itsr.tracking import build_logger, finishing, log_results
 
 # PyOD's deep detectors call their training length by one of these names
@@ -61,15 +64,6 @@ def save_peer_model(path: Path, cfg: DictConfig, peer_sha256: str, thresholds: d
 
 def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
     """From a validated config to metrics.json in run_dir; returns the metrics (as `train_and_evaluate`)."""
-    from itsr.run import (  # the entry point's builders and writers, shared rather than copied
-        METRICS_FORMAT,
-        _nan_to_none,
-        build_datamodule,
-        default_threads,
-        preprocessing_of,
-        run_identity,
-        write_scores_csv,
-    )
 
     started = time.time()
     torch.set_num_threads(cfg.threads or default_threads())
@@ -80,7 +74,7 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
     dm.prepare_data()
     dm.setup("fit")
     name = cfg.model.name
-    source = f"dataset.root={cfg.dataset.root}" if cfg.dataset.name == "folder" else cfg.dataset.setting
+    source = f"dataset.root={cfg.dataset.root}" if "root" in cfg.dataset else cfg.dataset.setting
     detector = build_detector(cfg.model.detector, name, dm.input_dim)
     logger = build_logger(cfg, run_dir)
     with finishing(logger):
@@ -114,7 +108,7 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
                 SCORE_CRITERION: train_scores.tolist(),
             },
         )
-        save_peer_model(run_dir / MODEL_FILE, cfg, peer_sha256, thresholds, train_scores, preprocessing_of(cfg))
+        save_peer_model(run_dir / MODEL_FILE, cfg, peer_sha256, thresholds, train_scores, dm.preprocessing)
         train_tensor = torch.from_numpy(train_scores)
         training_error_histogram(
             train_tensor,
@@ -149,7 +143,7 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
             "device": "cpu",
             "torch_threads": torch.get_num_threads(),
         }
-        metrics = _nan_to_none(metrics)
+        metrics = nan_to_none(metrics)
         write_json_atomic(run_dir / "metrics.json", metrics)
         log_results(logger, metrics, sorted(run_dir.glob("*.png")))
         return metrics
