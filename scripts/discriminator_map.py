@@ -26,7 +26,7 @@ GRID_POINTS = 201  # per axis
 
 
 def discriminator_map(run_dir: Path, data_dir: str | None, extent: float, png: bool) -> dict:
-    module, _ = load_model(run_dir)
+    module, _, _ = load_model(run_dir)
     if not hasattr(module, "discriminator"):
         raise SystemExit(f"{run_dir}: an AE run has no discriminator")
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
