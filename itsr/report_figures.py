@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from itsr.figures import ANOMALY_COLOR, NORMAL_COLOR  # noqa: E402
+from itsr.colors import ANOMALY_COLOR, NORMAL_COLOR  # noqa: E402
 from itsr.io import write_bytes_atomic  # noqa: E402
 from itsr.paper import METHODS, PAPER, SETTINGS, SPLITS  # noqa: E402
 
