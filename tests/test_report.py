@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 import math
 import struct
+import subprocess
+import sys
 
 import pytest
 
 from itsr.io import write_json_atomic
-from itsr.paper import PAPER
-from itsr.report import aggregate, main, read_runs, render
+from itsr.report import PAPER, aggregate, main, read_runs, render
 from itsr.results import METRICS_FORMAT
-from tests.conftest import run_itsr, tiny_overrides
+from tests.conftest import REPO_ROOT, run_itsr, tiny_overrides
+
+# a report over a thousand runs should not load a training stack, nor a plotting one before it draws
+TRAINING_STACK = ("torch", "pytorch_lightning", "lightning", "hydra", "omegaconf")
+PLOTTING = ("matplotlib",)
 
 
 def fake_run(root, name, setting="mnist_0v2", alpha=0.05, model="itsr", seed=0, bacc=0.9, fmt=METRICS_FORMAT):
@@ -43,6 +48,32 @@ def test_means_stds_and_grouping_over_seeds(tmp_path) -> None:
     # ITSR MNIST observed at 5%: ours 0.92 +- 0.028, paper 0.93 (Fig. 5), within 0.03
     assert "0.920 ± 0.028 (n=2) · paper 0.93 · Δ -0.010 ✓" in text
     assert "| AE | observed | 0.700 (n=1) · paper 0.70 · Δ +0.000 ✓ | missing · paper 0.74 |" in text
+
+
+def loaded(names: tuple[str, ...]) -> str:
+    """Python source that prints which of these top-level packages the interpreter has loaded."""
+    return f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({names!r})))"
+
+
+def test_the_report_loads_no_training_stack(tmp_path) -> None:
+    """In a fresh interpreter, since this one has torch already: the import loads neither stack; writing
+    the report and its figures adds matplotlib, never torch, Lightning or Hydra."""
+    fake_run(tmp_path, "a")
+    code = "\n".join(
+        (
+            "import sys",
+            "import itsr.report",
+            loaded(TRAINING_STACK + PLOTTING),
+            f"assert itsr.report.main([{str(tmp_path)!r}, '--out', {str(tmp_path / 'r.md')!r}]) == 0",
+            loaded(TRAINING_STACK),
+        )
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert lines[0] == "[]", f"import itsr.report loaded {lines[0]}"
+    assert lines[-1] == "[]", f"writing the report loaded {lines[-1]}"
+    assert (tmp_path / "fig5_bacc.png").is_file(), "the figures were drawn, so the plotting path was taken"
 
 
 def test_paper_values_sit_in_the_right_cells() -> None:

@@ -1,4 +1,8 @@
-"""The report's figures (Figs. 1, 3, 4, 5 of the paper), drawn from the files runs wrote."""
+"""The report's figures (Figs. 1, 3, 4, 5 of the paper), drawn from the files runs wrote.
+
+The only module of the report that imports matplotlib; `itsr.report` does not import it, so reading
+and tabulating runs never loads a plotting stack.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from itsr.figures import ANOMALY_COLOR, NORMAL_COLOR  # noqa: E402
+from itsr.colors import ANOMALY_COLOR, NORMAL_COLOR  # noqa: E402
 from itsr.io import write_bytes_atomic  # noqa: E402
-from itsr.paper import METHODS, PAPER, SETTINGS, SPLITS  # noqa: E402
+from itsr.report.paper import METHODS, PAPER, SETTINGS, SPLITS  # noqa: E402
+from itsr.report.runs import read_csv  # noqa: E402
+from itsr.report.tables import CLEAN, FIG5_ALPHA, mean_std, method_criterion, peers_in  # noqa: E402
+from itsr.results import CURVES_FILE, TEST_SCORES_FILE, TRAIN_SCORES_FILE  # noqa: E402
 
 FIG_DPI = 110
-FIG5_ALPHA = 0.05
 OUTCOME_COLORS = {
     "true normal": "tab:blue",
     "false positive": "tab:green",
@@ -44,8 +50,6 @@ def _first(runs, setting: str, alpha: float, model: str):
 def fig5_bars(cells, out_dir: Path) -> str | None:
     """BACC per method and test split, ours (mean, std over seeds) beside the paper's bars; the peers
     (PyOD, criterion `score`) beside our methods, where the report has them."""
-    from itsr.report import mean_std, method_criterion, peers_in
-
     if not any(k[1] == FIG5_ALPHA for k in cells):
         return None
     methods = (*METHODS, *peers_in(cells, FIG5_ALPHA))
@@ -93,11 +97,9 @@ def fig5_bars(cells, out_dir: Path) -> str | None:
 
 def fig1_ae_curves(runs, out_dir: Path) -> str | None:
     run = _first(runs, "mnist_0v2", FIG5_ALPHA, "ae")
-    if run is None or not (run.path / "curves.csv").is_file():
+    if run is None or not (run.path / CURVES_FILE).is_file():
         return None
-    from itsr.report import read_csv
-
-    c = read_csv(run.path / "curves.csv")
+    c = read_csv(run.path / CURVES_FILE)
     epoch = np.array(c["epoch"])
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
     for group, color, style in (("normal", NORMAL_COLOR, "-"), ("anomalous", ANOMALY_COLOR, "--")):
@@ -119,12 +121,10 @@ def fig1_ae_curves(runs, out_dir: Path) -> str | None:
 
 
 def fig3_clean_scatter(runs, out_dir: Path) -> str | None:
-    run = _first(runs, "fmnist_tshirt_v_pullover", 0.0, "aae")
-    if run is None or not (run.path / "test_scores.csv").is_file():
+    run = _first(runs, *CLEAN)
+    if run is None or not (run.path / TEST_SCORES_FILE).is_file():
         return None
-    from itsr.report import read_csv
-
-    c = read_csv(run.path / "test_scores.csv")
+    c = read_csv(run.path / TEST_SCORES_FILE)
     obs = np.array(c["split"]) == "observed"
     anomaly = np.array(c["anomaly"], dtype=bool) & obs
     normal = ~np.array(c["anomaly"], dtype=bool) & obs
@@ -148,11 +148,9 @@ def fig3_clean_scatter(runs, out_dir: Path) -> str | None:
 
 def fig4_itsr(runs, out_dir: Path) -> str | None:
     run = _first(runs, "mnist_0v2", FIG5_ALPHA, "itsr")
-    if run is None or not (run.path / "curves.csv").is_file() or not (run.path / "train_scores.csv").is_file():
+    if run is None or not (run.path / CURVES_FILE).is_file() or not (run.path / TRAIN_SCORES_FILE).is_file():
         return None
-    from itsr.report import read_csv
-
-    c, t = read_csv(run.path / "curves.csv"), read_csv(run.path / "train_scores.csv")
+    c, t = read_csv(run.path / CURVES_FILE), read_csv(run.path / TRAIN_SCORES_FILE)
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     epoch = np.array(c["epoch"])
     for group, color, style in (("normal", NORMAL_COLOR, "-"), ("anomalous", ANOMALY_COLOR, "--")):
@@ -193,14 +191,12 @@ def fig4_itsr(runs, out_dir: Path) -> str | None:
 
 def fig5_errors_before_after(runs, out_dir: Path) -> str | None:
     available = [(s, _first(runs, s, FIG5_ALPHA, "itsr")) for s in SETTINGS]
-    available = [(s, r) for s, r in available if r and (r.path / "train_scores.csv").is_file()]
+    available = [(s, r) for s, r in available if r and (r.path / TRAIN_SCORES_FILE).is_file()]
     if not available:
         return None
-    from itsr.report import read_csv
-
     fig, axes = plt.subplots(1, len(available), figsize=(5 * len(available), 3.8), squeeze=False)
     for ax, (setting, run) in zip(axes[0], available):
-        t = read_csv(run.path / "train_scores.csv")
+        t = read_csv(run.path / TRAIN_SCORES_FILE)
         if "rec_error_pretrained" not in t:
             continue
         anomaly = np.array(t["anomaly"], bool)
@@ -224,6 +220,7 @@ def fig5_errors_before_after(runs, out_dir: Path) -> str | None:
 
 
 def write_report_figures(runs, cells, out_dir: Path) -> list[str]:
+    """Every figure the runs have the files for; the names of those written, in the report's order."""
     out_dir.mkdir(parents=True, exist_ok=True)
     made = [
         fig5_bars(cells, out_dir),

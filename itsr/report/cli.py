@@ -1,0 +1,56 @@
+"""Reads run directories (never console logs) and sets our numbers beside the paper's.
+
+    python -m itsr.report DIR... [--out FILE]
+
+Every metrics.json below the given directories is read; runs are grouped by setting, alpha,
+method, test split and criterion; the Markdown report shows the paper's Table 1 and Fig. 5 layouts
+with our mean +- std over seeds, the paper's value and the difference, then AUROC and AP, which the
+paper lacks. Figures are written as PNG beside the report. Failed, half-written or unreadable runs
+are listed, never dropped silently; the exit status is non-zero only when nothing could be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from itsr.io import write_bytes_atomic
+from itsr.report.markdown import render
+from itsr.report.runs import read_runs
+from itsr.report.tables import aggregate
+
+# exit statuses: a report was written; no finished run to write about; the report could not be written
+OK, NOTHING_READ, NOT_WRITTEN = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m itsr.report", description=__doc__.split("\n")[0])
+    parser.add_argument("dirs", nargs="+", type=Path, help="sweep or run directories to read")
+    parser.add_argument("--out", type=Path, default=None, help="Markdown file (default: DIR/report.md)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing report (as itsr.predict)")
+    args = parser.parse_args(argv)
+    out = args.out or args.dirs[0] / "report.md"
+    if out.is_dir():
+        print(f"error: --out {out} is a directory; give a file name such as {out / 'report.md'}", file=sys.stderr)
+        return NOT_WRITTEN
+    if out.exists() and not args.overwrite:
+        print(f"error: {out} exists; pass --overwrite to replace it (or another --out)", file=sys.stderr)
+        return NOT_WRITTEN
+    runs, problems = read_runs(args.dirs)
+    for problem in problems:
+        print(f"skipped {problem.path}: {problem.status}: {problem.reason}", file=sys.stderr)
+    if not runs:
+        print(f"no finished run (metrics.json) below {', '.join(map(str, args.dirs))}", file=sys.stderr)
+        return NOTHING_READ
+    # here, not at the top: matplotlib loads only when a report is drawn, not on `import itsr.report`
+    from itsr.report.figures import write_report_figures
+
+    try:
+        figures = write_report_figures(runs, aggregate(runs), out.parent)
+        write_bytes_atomic(out, render(runs, problems, figures).encode())
+    except OSError as error:  # no permission, full disk: name the file; nothing half-written is left
+        print(f"error: cannot write {error.filename or out}: {error.strerror or error}", file=sys.stderr)
+        return NOT_WRITTEN
+    print(f"report: {out} ({len(runs)} runs, {len(problems)} skipped or failed, {len(figures)} figures)")
+    return OK
