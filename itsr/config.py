@@ -8,32 +8,13 @@ from itsr.build import build_callbacks, build_datamodule, is_peer_config, module
 from itsr.errors import ConfigError, OptionError, check_choice, check_positive_int
 from itsr.evaluation import THRESHOLD_POPULATIONS
 from itsr.scoring import check_percentile
+from itsr.settings import PAPER_SETTINGS, register_setting_resolver, setting_name  # noqa: F401 (re-exported)
 
 PYOD_CONTAMINATION = (0.0, 0.5)  # PyOD's BaseDetector accepts contamination in (0, 0.5]
 SEED_MAX = 2**32 - 1  # numpy's and Lightning's seed range is [0, 2**32 - 1]
 
 
-# The paper's settings by (dataset, normal class, anomaly class); reports set them beside the paper.
-PAPER_SETTINGS = {
-    ("mnist", 0, 2): "mnist_0v2",
-    ("fmnist", 0, 2): "fmnist_tshirt_v_pullover",
-    ("fmnist", 0, 9): "fmnist_tshirt_v_boot",
-}
-SETTING_RESOLVER = "itsr.setting"
-
-
-def setting_name(dataset: str, normal_class, anomaly_class) -> str:
-    """The setting's key follows the classes, so a class override is never reported (or averaged)
-    as the paper's setting: the paper's name for its pairs, else e.g. `mnist_1v7`. Total on any
-    input, since Hydra resolves it for the run directory before `validate` can refuse a bad class."""
-    key = (dataset, normal_class, anomaly_class)
-    if all(type(v) is int for v in key[1:]) and key in PAPER_SETTINGS:
-        return PAPER_SETTINGS[key]
-    return f"{dataset}_{normal_class}v{anomaly_class}"
-
-
-if not OmegaConf.has_resolver(SETTING_RESOLVER):
-    OmegaConf.register_new_resolver(SETTING_RESOLVER, setting_name)
+register_setting_resolver()  # Hydra resolves dataset.setting while composing
 
 
 def _positive_int(cfg: DictConfig, key: str) -> None:

@@ -94,7 +94,10 @@ def test_failed_half_written_and_foreign_runs_are_listed_not_dropped(tmp_path, c
     failed = tmp_path / "failed"
     (failed / ".hydra").mkdir(parents=True)
     (failed / ".hydra" / "config.yaml").write_text(
-        "dataset: {setting: fmnist_tshirt_v_boot}\nalpha: 0.05\nmodel: {name: aae}\n"
+        # as Hydra saves it: the setting is an interpolation of the resolver that names it
+        "dataset: {name: fmnist, normal_class: 0, anomaly_class: 9,\n"
+        "  setting: '${itsr.setting:${dataset.name},${dataset.normal_class},${dataset.anomaly_class}}'}\n"
+        "alpha: 0.05\nmodel: {name: aae}\n"
     )
     write_json_atomic(failed / "failed.json", {"error": "NonFiniteLossError", "message": "nan at epoch 3"})
     assert main([str(tmp_path), "--out", str(tmp_path / "r.md")]) == 0

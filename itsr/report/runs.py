@@ -46,6 +46,9 @@ def _hydra_key(run_dir: Path) -> tuple | None:
         # here, not at the top: only a run without metrics pays for it, and `import itsr.report` stays light
         from omegaconf import OmegaConf
 
+        from itsr.settings import register_setting_resolver
+
+        register_setting_resolver()  # a real run's config says setting: ${itsr.setting:...}
         cfg = OmegaConf.load(config)
         return (cfg.dataset.setting, float(cfg.alpha), cfg.model.name)
     except Exception:  # a damaged config leaves the key unknown, nothing more
