@@ -86,6 +86,11 @@ def test_paper_values_sit_in_the_right_cells() -> None:
 
 
 def test_failed_half_written_and_foreign_runs_are_listed_not_dropped(tmp_path, capsys) -> None:
+    from omegaconf import OmegaConf
+
+    from itsr.settings import SETTING_RESOLVER
+
+    OmegaConf.clear_resolver(SETTING_RESOLVER)  # as in a report process, which never composes a config
     fake_run(tmp_path, "good")
     fake_run(tmp_path, "old", fmt=0)
     (tmp_path / "broken").mkdir()
