@@ -7,6 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 from itsr.build import build_callbacks, build_datamodule, is_peer_config, module_class, schedule_epochs
 from itsr.errors import ConfigError, OptionError, check_choice, check_positive_int
 from itsr.evaluation import THRESHOLD_POPULATIONS
+from itsr.models.registry import MODEL_CLASSES
 from itsr.scoring import check_percentile
 from itsr.settings import PAPER_SETTINGS, register_setting_resolver, setting_name  # noqa: F401 (re-exported)
 
@@ -45,7 +46,13 @@ def validate(cfg: DictConfig) -> None:
         return
     if cfg.model.get("module") is None:
         raise ConfigError(f"model={cfg.model.name}: model.module (a LightningModule) or model.detector is required")
-    min_batch = getattr(module_class(cfg), "min_batch_size", 1)
+    cls = module_class(cfg)
+    if cls not in MODEL_CLASSES.values():
+        raise ConfigError(
+            f"model.module._target_={cfg.model.module._target_}: not a registered model, so its model.pt could "
+            "not be loaded again; subclass itsr.models.AnomalyModel and decorate it with @register_model"
+        )
+    min_batch = cls.min_batch_size
     if cfg.batch_size < min_batch:
         raise ConfigError(
             f"batch_size must be at least {min_batch} for model={cfg.model.name} (its encoder uses batch norm, "
