@@ -13,6 +13,7 @@ from itsr.models.base import (
     adam,
     check_finite,
     discriminator_loss,
+    drop_stale_casts,
     generator_loss,
     weighted_mean,
 )
@@ -81,6 +82,7 @@ class AdversarialAutoencoderModule(AnomalyModel):
             opt_rec.zero_grad(set_to_none=True)
             self.manual_backward(rec_loss)
             opt_rec.step()
+            drop_stale_casts()
 
         with self.toggled_optimizer(opt_disc):
             codes = z.detach()
@@ -90,6 +92,7 @@ class AdversarialAutoencoderModule(AnomalyModel):
             opt_disc.zero_grad(set_to_none=True)
             self.manual_backward(disc_loss)
             opt_disc.step()
+            drop_stale_casts()
 
         with self.toggled_optimizer(opt_gen):
             z_gen = self.encoder(x)
