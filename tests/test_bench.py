@@ -1,10 +1,14 @@
-"""The benchmark's arithmetic and its reference loop (speed itself is measured by `make bench`)."""
+"""The benchmark's arithmetic, its warning logic and its JSON (speed itself is measured by `make bench`)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from itsr.bench import epoch_flops, linear_macs, planted_codes
+from itsr.bench import epoch_flops, linear_macs, planted_codes, spread_warnings
+from itsr.bench.matmul import SPREAD_LIMIT, rate_spread
+from tests.conftest import DATA_DIR
 
 
 def test_flop_count_of_the_paper_networks() -> None:
@@ -19,3 +23,43 @@ def test_flop_count_of_the_paper_networks() -> None:
 def test_planted_codes_have_the_planted_fraction() -> None:
     codes, truth = planted_codes(1000)
     assert codes.shape == (1000, 2) and truth.sum() == 50
+
+
+def test_repeats_that_agree_raise_no_warning() -> None:
+    assert rate_spread([100e9, 90e9, 95e9]) == pytest.approx(100 / 90)
+    assert spread_warnings({"fp32": [100e9, 90e9], "bf16": [400e9, 300e9]}) == []
+    assert spread_warnings({"fp32": [30e9]}) == []  # one burst has no spread
+
+
+def test_repeats_that_disagree_name_the_dtype_and_the_spread() -> None:
+    warnings = spread_warnings({"fp32": [100e9, 95e9], "bf16": [400e9, 100e9]})
+    assert len(warnings) == 1
+    assert warnings[0].startswith("bf16 matmul rate varied 4.00x")
+    assert "machine busy, bounds are uncertain" in warnings[0]
+    # the limit is a ratio best/worst, strictly exceeded
+    assert spread_warnings({"fp32": [SPREAD_LIMIT * 10e9, 10e9]}) == []
+    assert len(spread_warnings({"fp32": [100e9, 10e9]}, limit=9.0)) == 1
+
+
+@pytest.mark.skipif(not (DATA_DIR / "mnist").exists(), reason="needs the MNIST cache (python -m itsr.data fetch)")
+def test_a_tiny_benchmark_writes_every_key(tmp_path, capsys) -> None:
+    """One timed epoch on 256 images, no parallel jobs, no SVM scaling: the keys, not the speed."""
+    from itsr.bench.__main__ import main
+
+    out = tmp_path / "bench.json"
+    args = ["--epochs", "1", "--repeats", "1", "--threads", "1", "--n-train", "256", "--parallel-jobs", "0"]
+    main([*args, "--skip-svm-scaling", "--data-dir", str(DATA_DIR), "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["n_train"] == 256
+    for key in ("matmul_gflops", "matmul_gflops_bf16", "matmul_spread", "warnings"):
+        assert key in result
+    # a burst before every epoch, warm-up included: 2 models x 2 paths x 2 precisions x 2 epochs
+    assert len(result["matmul_samples_gflops"]["fp32"]) == len(result["matmul_samples_gflops"]["bf16"]) == 16
+    for kind in ("ae", "aae"):
+        m = result["models"][kind]
+        for key in ("s_per_epoch", "s_per_epoch_plain", "s_per_epoch_bound", "ratio_vs_plain", "ratio_vs_bound"):
+            assert m[key] > 0 and m[f"{key}_bf16"] > 0
+        assert m["speedup_bf16"] == pytest.approx(m["s_per_epoch"] / m["s_per_epoch_bf16"], rel=1e-2)
+        assert m["ratio_vs_bound_bf16"] == pytest.approx(m["s_per_epoch_bf16"] / m["s_per_epoch_bound_bf16"], rel=1e-2)
+        assert len(m["samples_ours_bf16"]) == len(m["samples_plain_bf16"]) == 1
+    assert "bf16 speedup" in capsys.readouterr().out

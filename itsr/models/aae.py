@@ -14,6 +14,7 @@ from itsr.models.base import (
     adam,
     check_finite,
     discriminator_loss,
+    drop_stale_casts,
     generator_loss,
     weighted_mean,
 )
@@ -82,6 +83,7 @@ class AdversarialAutoencoderModule(AnomalyModel):
             opt_rec.zero_grad(set_to_none=True)
             self.manual_backward(rec_loss)
             opt_rec.step()
+            drop_stale_casts()
 
         with self.toggled_optimizer(opt_disc):
             codes = z.detach()
@@ -91,6 +93,7 @@ class AdversarialAutoencoderModule(AnomalyModel):
             opt_disc.zero_grad(set_to_none=True)
             self.manual_backward(disc_loss)
             opt_disc.step()
+            drop_stale_casts()
 
         with self.toggled_optimizer(opt_gen):
             z_gen = self.encoder(x)

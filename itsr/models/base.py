@@ -114,6 +114,18 @@ def adam(params, lr: float, betas) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, betas=tuple(betas), fused=True)
 
 
+def drop_stale_casts() -> None:
+    """Forget autocast's bf16 copies of the weights after an optimizer step inside the same step.
+
+    Under bf16-mixed, autocast caches the bf16 cast of each weight until its context exits, and
+    Lightning opens one context for the whole training step. The AAE steps three optimizers in it,
+    so without this the generator step would run the encoder with the weights from before the
+    reconstruction step's update (measured: the cached cast is returned unchanged after an in-place
+    update). Outside autocast the cache is empty and this does nothing: fp32 is unchanged.
+    """
+    torch.clear_autocast_cache()
+
+
 def check_finite(loss: torch.Tensor, step: str, epoch: int) -> None:
     if not bool(torch.isfinite(loss)):
         raise NonFiniteLossError(
