@@ -17,10 +17,12 @@ import sys
 from pathlib import Path
 
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from itsr.build import build_datamodule
 from itsr.export import load_model
-from itsr.run import build_datamodule
+from itsr.run import CONFIG_DIR
 
 GRID_POINTS = 201  # per axis
 
@@ -30,6 +32,20 @@ def discriminator_map(run_dir: Path, data_dir: str | None, extent: float, png: b
     if not hasattr(module, "discriminator"):
         raise SystemExit(f"{run_dir}: an AE run has no discriminator")
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    if "datamodule" not in cfg.dataset:  # a run made before the DataModule was a config entry
+        ds = cfg.dataset
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(
+                "config",
+                overrides=[
+                    f"dataset={ds.name}",
+                    f"dataset.normal_class={ds.normal_class}",
+                    f"dataset.anomaly_class={ds.anomaly_class}",
+                    f"alpha={cfg.alpha}",
+                    f"seed={cfg.seed}",
+                    f"data_dir={cfg.data_dir}",
+                ],
+            )
     if data_dir:
         cfg.data_dir = data_dir
     dm = build_datamodule(cfg)

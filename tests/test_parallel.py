@@ -7,7 +7,8 @@ import json
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
-from itsr.run import CONFIG_DIR, available_cores, default_threads
+from itsr.run import CONFIG_DIR
+from itsr.runtime import available_cores, default_threads
 from tests.conftest import run_itsr, tiny_overrides
 
 

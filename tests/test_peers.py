@@ -17,7 +17,8 @@ from itsr.peers.detector import fit_detector, score_images
 from itsr.predict import main as predict
 from itsr.report import main as report
 from itsr.report import read_runs, render
-from itsr.run import METRICS_FORMAT, train_and_evaluate
+from itsr.results import METRICS_FORMAT
+from itsr.run import train_and_evaluate
 from tests.conftest import compose_cfg, run_itsr, toy_images
 
 MNIST_TRAIN = 5923 + 312  # MNIST 0 v 2 at alpha = 5%: every training zero and round(0.05 * 5923 / 0.95) twos

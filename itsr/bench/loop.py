@@ -16,7 +16,8 @@ import torch
 from itsr.bench.matmul import RateProbe, sync
 from itsr.data.datamodule import BenchmarkDataModule, LabelledImages
 from itsr.models.base import discriminator_loss, drop_stale_casts, generator_loss, weighted_mean
-from itsr.run import CONFIG_DIR, available_cores
+from itsr.run import CONFIG_DIR
+from itsr.runtime import available_cores
 from itsr.scoring import reconstruction_error
 
 PRECISIONS = ("32-true", "bf16-mixed")  # Lightning's names, as trainer.precision takes them
