@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
+from itsr.atomic import write_csv_atomic
 from itsr.errors import check_positive_int
 from itsr.evaluation import error_by_group, evaluate
-from itsr.io import write_csv_atomic
 from itsr.results import CURVES_FILE
 
 

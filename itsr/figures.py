@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from itsr.atomic import write_bytes_atomic  # noqa: E402
 from itsr.colors import ANOMALY_COLOR, NORMAL_COLOR  # noqa: E402
-from itsr.io import write_bytes_atomic  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
+from itsr.atomic import write_bytes_atomic
 from itsr.data.images import ImageSizeError, Preprocessing, find_images, load_images
 from itsr.errors import OptionError
-from itsr.export import ModelFileError, load_model, read_model_file
-from itsr.io import write_bytes_atomic
+from itsr.model_file import ModelFileError, load_model, read_model_file
 from itsr.peers import PEER_CRITERIA, PEER_MODULE, SCORE_CRITERION, PeerError
 from itsr.scoring import CRITERIA, Thresholds, check_percentile, criterion_scores, decisions, fit_thresholds
 

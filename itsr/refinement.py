@@ -22,8 +22,8 @@ import pytorch_lightning as pl
 import torch
 from sklearn.svm import OneClassSVM
 
+from itsr.atomic import write_csv_atomic
 from itsr.errors import OptionError, check_choice, check_positive_int
-from itsr.io import write_csv_atomic
 from itsr.results import REFINEMENT_FILE
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from itsr.io import write_bytes_atomic
+from itsr.atomic import write_bytes_atomic
 
 if TYPE_CHECKING:  # type names only: this module stays importable without torch, Lightning or Hydra
     from omegaconf import DictConfig

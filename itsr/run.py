@@ -21,14 +21,14 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from itsr.atomic import write_json_atomic
 from itsr.build import build_callbacks, build_datamodule, build_module, is_peer_config, schedule_epochs
 from itsr.config import validate
 from itsr.errors import RunDirRefused
 from itsr.evaluation import evaluate
-from itsr.export import MODEL_FILE, save_model
 from itsr.figures import write_run_figures
-from itsr.io import write_json_atomic
-from itsr.noise import silence_third_party_noise
+from itsr.library_warnings import silence_third_party_noise
+from itsr.model_file import MODEL_FILE, save_model
 from itsr.results import (
     FAILURE_FILE,
     METRICS_FILE,

@@ -29,9 +29,9 @@ from lightning_fabric.plugins import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from itsr.atomic import write_bytes_atomic
 from itsr.data.fetch import DataUnavailableError
 from itsr.errors import RunDirRefused, UserError
-from itsr.io import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 

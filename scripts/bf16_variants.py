@@ -21,8 +21,8 @@ import torch
 
 from itsr.bench.loop import autocast, benchmark_data, build_module
 from itsr.data.fetch import default_data_dir
+from itsr.library_warnings import silence_third_party_noise
 from itsr.models.base import discriminator_loss, drop_stale_casts, generator_loss, weighted_mean
-from itsr.noise import silence_third_party_noise
 from itsr.scoring import reconstruction_error
 
 DEVICE = torch.device("cpu")

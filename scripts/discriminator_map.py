@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from itsr.build import build_datamodule
-from itsr.export import load_model
+from itsr.model_file import load_model
 from itsr.run import CONFIG_DIR
 
 GRID_POINTS = 201  # per axis

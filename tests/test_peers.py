@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from itsr.export import MODEL_FILE
-from itsr.io import write_json_atomic
+from itsr.atomic import write_json_atomic
+from itsr.model_file import MODEL_FILE
 from itsr.peers import PEER_FILE, PEERS
 from itsr.peers.detector import fit_detector, score_images
 from itsr.predict import main as predict

@@ -12,7 +12,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from itsr.data.images import MNIST_PREPROCESSING, find_images
-from itsr.export import MODEL_FILE, ModelFileError, load_model
+from itsr.model_file import MODEL_FILE, ModelFileError, load_model
 from itsr.predict import main as predict
 from itsr.run import train_and_evaluate
 from tests.conftest import compose_cfg, tiny_overrides

@@ -16,7 +16,7 @@ from itsr.build import module_class
 from itsr.config import ConfigError, validate
 from itsr.data.images import Preprocessing
 from itsr.detector import ThresholdDetector
-from itsr.export import MODEL_FILE, load_model, save_model
+from itsr.model_file import MODEL_FILE, load_model, save_model
 from itsr.models import MODEL_CLASSES, AnomalyModel, register_model
 from itsr.models.base import adam, weighted_mean
 from itsr.predict import score_paths
@@ -130,7 +130,7 @@ def test_a_model_file_of_an_unknown_class_is_refused_naming_the_known_ones(tmp_p
         },
         tmp_path / MODEL_FILE,
     )
-    from itsr.export import ModelFileError
+    from itsr.model_file import ModelFileError
 
     with pytest.raises(ModelFileError, match="no registered model 'Nope'; known: .*AutoencoderModule"):
         load_model(tmp_path / MODEL_FILE)

@@ -20,9 +20,9 @@ import pytest
 import torch
 from PIL import Image
 
+from itsr.atomic import write_bytes_atomic
 from itsr.data.images import Preprocessing, load_image
-from itsr.export import MODEL_FILE
-from itsr.io import write_bytes_atomic
+from itsr.model_file import MODEL_FILE
 from itsr.runtime import EXIT_STOPPED, AtomicCheckpointIO, run_dir_lock
 from tests.conftest import DATA_DIR, REPO_ROOT, compose_cfg, run_itsr, tiny_overrides
 from tests.test_report import fake_run

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from itsr.io import write_json_atomic
+from itsr.atomic import write_json_atomic
 from itsr.report import PAPER, aggregate, main, read_runs, render
 from itsr.results import METRICS_FORMAT
 from tests.conftest import REPO_ROOT, run_itsr, tiny_overrides

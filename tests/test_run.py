@@ -135,7 +135,7 @@ def test_the_cli_runs_and_prints_a_table(tmp_path) -> None:
     out = run_itsr(*tiny_overrides("aae"), "dataset.epochs.aae=1", f"hydra.run.dir={run_dir}", timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "observed    combined" in out.stdout and f"run directory: {run_dir}" in out.stdout
-    for noise in ("litlogger", "LeafSpec", "`srun` command"):  # itsr/noise.py: says nothing about the run
+    for noise in ("litlogger", "LeafSpec", "`srun` command"):  # itsr/library_warnings.py: says nothing about the run
         assert noise not in out.stdout + out.stderr, noise
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert not math.isnan(metrics["metrics"]["observed"]["combined"]["bacc"])

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from itsr.atomic import write_json_atomic
 from itsr.bench.loop import (
     PRECISIONS,
     benchmark_data,
@@ -34,8 +35,7 @@ from itsr.bench.matmul import SPREAD_LIMIT, RateProbe, epoch_flops, rate_spread,
 from itsr.bench.memory import itsr_memory
 from itsr.bench.svm import refinement_round_s, svm_scaling
 from itsr.data.fetch import default_data_dir
-from itsr.io import write_json_atomic
-from itsr.noise import silence_third_party_noise
+from itsr.library_warnings import silence_third_party_noise
 
 DEFAULT_OUT = Path("results/bench/latest.json")
 PAPER_SCHEDULES = {  # epochs, Sec. 5

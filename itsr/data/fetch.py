@@ -26,8 +26,8 @@ from typing import Protocol
 
 import numpy as np
 
+from itsr.atomic import write_bytes_atomic
 from itsr.data.idx import IdxFormatError, decode_idx, parse_idx_header, read_maybe_gzip
-from itsr.io import write_bytes_atomic
 
 LOGGER = logging.getLogger("itsr.data")
 

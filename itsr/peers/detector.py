@@ -16,7 +16,7 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from itsr.io import write_bytes_atomic
+from itsr.atomic import write_bytes_atomic
 from itsr.peers import CONTAMINATION_CRITERION, PEER_CRITERIA, PEER_FILE, SCORE_CRITERION, PeerError
 from itsr.scoring import detection_metrics, percentile
 

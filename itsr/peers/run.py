@@ -18,11 +18,11 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
+from itsr.atomic import write_bytes_atomic, write_json_atomic
 from itsr.build import build_datamodule
 from itsr.evaluation import error_by_group
-from itsr.export import MODEL_FILE, MODEL_FORMAT
 from itsr.figures import training_error_histogram
-from itsr.io import write_bytes_atomic, write_json_atomic
+from itsr.model_file import MODEL_FILE, MODEL_FORMAT
 from itsr.peers import CONTAMINATION_CRITERION, PEER_FILE, PEER_MODULE, SCORE_CRITERION
 from itsr.peers.detector import (
     build_detector,

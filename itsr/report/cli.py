@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from itsr.io import write_bytes_atomic
+from itsr.atomic import write_bytes_atomic
 from itsr.report.markdown import render
 from itsr.report.runs import read_runs
 from itsr.report.tables import aggregate

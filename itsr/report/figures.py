@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from itsr.atomic import write_bytes_atomic  # noqa: E402
 from itsr.colors import ANOMALY_COLOR, NORMAL_COLOR  # noqa: E402
-from itsr.io import write_bytes_atomic  # noqa: E402
 from itsr.report.paper import METHODS, PAPER, SETTINGS, SPLITS  # noqa: E402
 from itsr.report.runs import read_csv  # noqa: E402
 from itsr.report.tables import CLEAN, FIG5_ALPHA, mean_std, method_criterion, peers_in  # noqa: E402

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
+from itsr.atomic import write_bytes_atomic
 from itsr.data.images import Preprocessing
 from itsr.detector import ThresholdDetector
-from itsr.io import write_bytes_atomic
 from itsr.models import AnomalyModel, model_class
 from itsr.models.registry import registered_name
 from itsr.peers import PEER_MODULE
