@@ -129,6 +129,20 @@ def results_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def console_summary(cfg: DictConfig, metrics: dict, run_dir: Path) -> str:
+    """What a finished run prints: the table, ITSR's candidate set, the run directory."""
+    lines = [f"\n{cfg.model.name} on {cfg.dataset.setting}, alpha={cfg.alpha}, seed={cfg.seed}", results_table(metrics)]
+    if metrics.get("refinement"):
+        last = metrics["refinement"][-1]
+        lines.append(
+            f"ITSR candidates after round {last['round']}: {last['n_candidates']}, of which "
+            f"{last['n_true_anomalies_in_candidates']} of {metrics['n_train_anomalies']} planted anomalies "
+            f"(precision {last['precision']:.2f}, recall {last['recall']:.2f})"
+        )
+    lines.append(f"run directory: {run_dir}")
+    return "\n".join(lines)
+
+
 def headline_bacc(metrics: dict) -> float | None:
     """The first test split's BACC by the last criterion, for Hydra sweepers; None without a test set
     (dataset=folder without labels has no "observed" split)."""

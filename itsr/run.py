@@ -30,13 +30,12 @@ from itsr.figures import write_run_figures
 from itsr.library_warnings import silence_third_party_noise
 from itsr.model_file import MODEL_FILE, save_model
 from itsr.results import (
-    FAILURE_FILE,
     METRICS_FILE,
     TEST_SCORES_FILE,
     TRAIN_SCORES_FILE,
+    console_summary,
     headline_bacc,
     nan_to_none,
-    results_table,
     run_metrics,
     write_test_scores,
     write_train_scores,
@@ -44,19 +43,16 @@ from itsr.results import (
 from itsr.runtime import (
     AtomicCheckpointIO,
     RecordConfig,
-    RunStopped,
     check_resume,
     default_threads,
+    failures_noted,
     fit_stopped,
     in_slurm_job,
-    log_in_grid,
-    report_stopped,
     resolve_ckpt_path,
     resolved_config,
     run_dir_lock,
     slurm_plugins,
     stop_on_signal,
-    user_error,
 )
 from itsr.tracking import build_logger, finishing, log_results
 
@@ -139,36 +135,9 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple) 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
+    with failures_noted(run_dir):
         metrics = train_and_evaluate(cfg, run_dir)
-    except RunDirRefused as error:
-        # the directory belongs to another run or a running job: leave no note in it
-        log_in_grid(error)
-        raise
-    except RunStopped as stop:
-        write_json_atomic(run_dir / FAILURE_FILE, {"error": "RunStopped", "message": str(stop)})
-        report_stopped(stop)
-        raise
-    except Exception as error:
-        # A failed job of a grid leaves a note the report shows; the other jobs go on (Hydra raises
-        # only once the whole grid has run).
-        write_json_atomic(run_dir / FAILURE_FILE, {"error": type(error).__name__, "message": str(error)})
-        refusal = user_error(error)
-        if refusal is None:
-            raise
-        log_in_grid(refusal)
-        raise refusal from error  # HYDRA_FULL_ERROR=1 still shows where it came from
-    (run_dir / FAILURE_FILE).unlink(missing_ok=True)
-    print(f"\n{cfg.model.name} on {cfg.dataset.setting}, alpha={cfg.alpha}, seed={cfg.seed}")
-    print(results_table(metrics))
-    if metrics.get("refinement"):
-        last = metrics["refinement"][-1]
-        print(
-            f"ITSR candidates after round {last['round']}: {last['n_candidates']}, of which "
-            f"{last['n_true_anomalies_in_candidates']} of {metrics['n_train_anomalies']} planted anomalies "
-            f"(precision {last['precision']:.2f}, recall {last['recall']:.2f})"
-        )
-    print(f"run directory: {run_dir}")
+    print(console_summary(cfg, metrics, run_dir))
     return headline_bacc(metrics)
 
 

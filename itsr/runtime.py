@@ -29,9 +29,10 @@ from lightning_fabric.plugins import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from itsr.atomic import write_bytes_atomic
+from itsr.atomic import write_bytes_atomic, write_json_atomic
 from itsr.data.fetch import DataUnavailableError
 from itsr.errors import RunDirRefused, UserError
+from itsr.results import FAILURE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -380,3 +381,27 @@ def report_stopped(stop: RunStopped) -> None:
             "finished jobs keep their results, the stopped one resumes"
         )
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+@contextmanager
+def failures_noted(run_dir: Path) -> Iterator[None]:
+    """A job that fails leaves failed.json (the report shows it) and says why without a traceback when
+    the cause is the user's input; a grid's other jobs go on (Hydra raises once the whole grid has run).
+    A refused run directory belongs to another run or a running job: nothing is written into it."""
+    try:
+        yield
+    except RunDirRefused as error:
+        log_in_grid(error)
+        raise
+    except RunStopped as stop:
+        write_json_atomic(run_dir / FAILURE_FILE, {"error": "RunStopped", "message": str(stop)})
+        report_stopped(stop)
+        raise
+    except Exception as error:
+        write_json_atomic(run_dir / FAILURE_FILE, {"error": type(error).__name__, "message": str(error)})
+        refusal = user_error(error)
+        if refusal is None:
+            raise
+        log_in_grid(refusal)
+        raise refusal from error  # HYDRA_FULL_ERROR=1 still shows where it came from
+    (run_dir / FAILURE_FILE).unlink(missing_ok=True)
