@@ -160,8 +160,24 @@ def _flatten(obj, prefix: str = "") -> dict[str, object]:
     return {prefix[:-1]: obj}
 
 
+# Keys that only say how a run is built, added when runs became config-built (issue 13): their values
+# interpolate keys that are compared anyway. A checkpoint written before them lacks them; that alone is
+# no difference, so such a checkpoint still resumes.
+BUILD_ONLY_KEYS = (
+    "callbacks",
+    "dataset.datamodule",
+    "model.callbacks",
+    "model.refinement._target_",
+    "model.refinement.score_batch_size",
+)
+
+
 def _may_change(key: str) -> bool:
     return any(key == k or key.startswith(f"{k}.") for k in RESUME_MAY_CHANGE)
+
+
+def _built_only_now(key: str, saved: dict) -> bool:
+    return key not in saved and any(key == k or key.startswith(f"{k}.") for k in BUILD_ONLY_KEYS)
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
@@ -170,7 +186,7 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     return [
         f"{key}: {old.get(key, '(absent)')!r} in the checkpoint, {new.get(key, '(absent)')!r} now"
         for key in sorted(set(old) | set(new))
-        if not _may_change(key) and old.get(key) != new.get(key)
+        if not _may_change(key) and not _built_only_now(key, old) and old.get(key) != new.get(key)
     ]
 
 

@@ -182,6 +182,24 @@ def test_only_keys_that_change_results_must_match_on_resume() -> None:
     ]
 
 
+def test_a_checkpoint_from_before_config_built_runs_still_resumes_but_not_a_changed_target() -> None:
+    from itsr.runtime import BUILD_ONLY_KEYS, config_differences, resolved_config
+
+    current = resolved_config(compose_cfg(["model=itsr"]))
+    older = {k: v for k, v in current.items() if k != "callbacks"}  # as written before issue 13
+    older["dataset"] = {k: v for k, v in current["dataset"].items() if k != "datamodule"}
+    older["model"] = {k: v for k, v in current["model"].items() if k != "callbacks"}
+    older["model"]["refinement"] = {
+        k: v for k, v in current["model"]["refinement"].items() if k not in ("_target_", "score_batch_size")
+    }
+    assert "callbacks" in BUILD_ONLY_KEYS and config_differences(older, current) == []
+    # present in both and different: a real difference, even under a build-only key
+    swapped = resolved_config(compose_cfg(["model=itsr", "model.refinement._target_=my.Refinement"]))
+    assert "model.refinement._target_" in [d.split(":")[0] for d in config_differences(current, swapped)]
+    # and the comparison still sees what changes results
+    assert config_differences(older, resolved_config(compose_cfg(["model=itsr", "alpha=0.01"])))
+
+
 class Payload:
     """Stands for any object a tampered checkpoint could carry to run code on load."""
 
