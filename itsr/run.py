@@ -40,6 +40,7 @@ from itsr.figures import latent_scatter, score_scatter, training_error_histogram
 from itsr.io import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from itsr.noise import silence_third_party_noise
 from itsr.peers import is_peer
+from itsr.progress import RunProgress
 from itsr.refinement import ITSRRefinement
 from itsr.results import FAILURE_FILE, METRICS_FORMAT
 from itsr.runtime import (
@@ -303,6 +304,8 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple) 
         phase_of_epoch=refinement.schedule.phase_of_epoch if refinement else None,
     )
     callbacks = [c for c in (refinement, curves, *extra_callbacks, RecordConfig(config), checkpoints) if c is not None]
+    if cfg.progress.enabled:  # first: it clears its terminal line before the others' epoch-end hooks log
+        callbacks.insert(0, RunProgress(cfg.progress.every_n_epochs, refinement.schedule if refinement else None))
     logger = build_logger(cfg, run_dir)
     with finishing(logger):
         trainer = pl.Trainer(
