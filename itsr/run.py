@@ -29,6 +29,7 @@ from itsr.evaluation import evaluate
 from itsr.figures import write_run_figures
 from itsr.library_warnings import silence_third_party_noise
 from itsr.model_file import MODEL_FILE, save_model
+from itsr.progress import RunProgress
 from itsr.results import (
     METRICS_FILE,
     TEST_SCORES_FILE,
@@ -100,6 +101,9 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple) 
         module.compile_networks(**OmegaConf.to_container(cfg.compile.options, resolve=True))
     callbacks = [*build_callbacks(cfg), *extra_callbacks, RecordConfig(config)]
     max_epochs = schedule_epochs(callbacks, cfg.model.max_epochs)
+    if cfg.progress.enabled:  # first: it clears its terminal line before the others' epoch-end hooks log
+        schedule = next((c.schedule for c in callbacks if hasattr(c, "schedule")), None)
+        callbacks.insert(0, RunProgress(cfg.progress.every_n_epochs, schedule))
     logger = build_logger(cfg, run_dir)
     with finishing(logger):
         trainer = pl.Trainer(

@@ -53,6 +53,7 @@ RESUME_MAY_CHANGE = (
     "score_batch_size",
     "data_on_device",
     "compile",
+    "progress",
     "trainer.accelerator",
     "trainer.devices",
     "trainer.enable_progress_bar",
