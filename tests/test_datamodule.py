@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from itsr.data.datamodule import NonZeroWeightBatchSampler
@@ -75,3 +76,38 @@ def test_a_placed_datamodule_draws_the_same_batches(toy_datamodule) -> None:
     again = [b["index"] for b in toy_datamodule.train_dataloader()]
     assert all(torch.equal(a, b) for a, b in zip(reference, again))
     assert toy_datamodule.sample_weights.device == toy_datamodule.train.x.device
+
+
+def test_the_benchmark_data_is_verified_once_and_then_only_decoded(monkeypatch) -> None:
+    """prepare_data checks every file's checksum; setup decodes without reading them for a hash again."""
+    from itsr.data import fetch as fetch_module
+    from itsr.data.datamodule import BenchmarkDataModule
+    from tests.conftest import DATA_DIR
+
+    checks = []
+    original = fetch_module._check_cache
+    monkeypatch.setattr(
+        fetch_module, "_check_cache", lambda folder, file: checks.append(file.name) or original(folder, file)
+    )
+    dm = BenchmarkDataModule("mnist", 0, 2, 0.05, seed=0, data_dir=DATA_DIR, batch_size=128, download=False)
+    dm.prepare_data()
+    dm.prepare_data()  # Lightning calls it again in fit: nothing more to verify
+    dm.setup("fit")
+    assert sorted(checks) == sorted(f.name for f in fetch_module.DATASETS["mnist"].files)  # each file once
+    assert len(dm.train) == 5923 + 312
+
+
+def test_a_benchmark_datamodule_refuses_bad_arguments_by_name() -> None:
+    from itsr.data.datamodule import BenchmarkDataModule
+    from itsr.errors import OptionError
+
+    for kwargs, option in (
+        ({"alpha": 0.5}, "alpha"),
+        ({"anomaly_class": 0}, "anomaly_class"),
+        ({"normal_class": 10}, "normal_class"),
+        ({"name": "cifar"}, "name"),
+    ):
+        arguments = {"name": "mnist", "normal_class": 0, "anomaly_class": 2, "alpha": 0.05} | kwargs
+        with pytest.raises(OptionError) as refused:
+            BenchmarkDataModule(**arguments, seed=0, data_dir="/nonexistent", batch_size=8)
+        assert refused.value.option == option

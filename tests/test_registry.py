@@ -134,3 +134,22 @@ def test_a_model_file_of_an_unknown_class_is_refused_naming_the_known_ones(tmp_p
 
     with pytest.raises(ModelFileError, match="no registered model 'Nope'; known: .*AutoencoderModule"):
         load_model(tmp_path / MODEL_FILE)
+
+
+def test_a_model_file_written_before_the_registry_still_loads(toy_datamodule, tmp_path) -> None:
+    """Files from before the registry say "ae" or "aae" where the class name now stands."""
+    from itsr.models import AdversarialAutoencoderModule
+
+    cfg = compose_cfg(tiny_overrides("aae", hidden=8))
+    options = OmegaConf.to_container(cfg.model.module, resolve=True)
+    options.pop("_target_")
+    module = AdversarialAutoencoderModule(input_dim=toy_datamodule.input_dim, **options)
+    scores = module.score(toy_datamodule.train.x, 64)
+    detector = ThresholdDetector.fit(scores["rec_error"], scores["log_likelihood"], 90, 10)
+    save_model(tmp_path / MODEL_FILE, module, "aae", detector, Preprocessing((4, 4), "gray"))
+    payload = torch.load(tmp_path / MODEL_FILE, weights_only=True)
+    payload["module"] = "aae"  # as the format-1 files before the registry wrote it
+    torch.save(payload, tmp_path / MODEL_FILE)
+    loaded, _, _ = load_model(tmp_path / MODEL_FILE)
+    assert type(loaded) is AdversarialAutoencoderModule
+    assert torch.equal(loaded.score(toy_datamodule.train.x, 64)["log_likelihood"], scores["log_likelihood"])
