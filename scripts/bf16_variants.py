@@ -19,11 +19,9 @@ import time
 
 import torch
 
-from itsr.bench.loop import autocast, benchmark_data, build_module
+from itsr.bench.loop import autocast, benchmark_data, build_module, plain_step
 from itsr.data.fetch import default_data_dir
 from itsr.library_warnings import silence_third_party_noise
-from itsr.models.base import discriminator_loss, drop_stale_casts, generator_loss, weighted_mean
-from itsr.scoring import reconstruction_error
 
 DEVICE = torch.device("cpu")
 PROFILE_ROWS = 30  # rows of the profiler table
@@ -54,41 +52,11 @@ def make(kind: str, x: torch.Tensor, variant: str) -> dict:
 
 def epoch(state: dict, batch_size: int) -> None:
     module, opts, x = state["module"], state["opts"], state["x"]
-    enc, dec = module.encoder, module.decoder
     weights = torch.ones(x.shape[0])
     for idx in torch.randperm(x.shape[0]).split(batch_size):
         xb, wb = x[idx], weights[idx]
         with autocast(DEVICE, state["precision"]):
-            if state["kind"] == "ae":
-                loss = weighted_mean(reconstruction_error(xb, dec(enc(xb))), wb)
-                opts.zero_grad(set_to_none=True)
-                loss.backward()
-                opts.step()
-                continue
-            opt_rec, opt_disc, opt_gen = opts
-            disc = module.discriminator
-            z = enc(xb)
-            loss = weighted_mean(reconstruction_error(xb, dec(z)), wb)
-            opt_rec.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_rec.step()
-            drop_stale_casts()
-            codes = z.detach()
-            d_loss = discriminator_loss(disc(torch.randn_like(codes)), disc(codes), wb)
-            opt_disc.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_disc.step()
-            drop_stale_casts()
-            for p in disc.parameters():
-                p.requires_grad_(False)
-            z_gen = enc(xb)
-            g_loss = generator_loss(disc(z_gen), z_gen, wb)
-            opt_gen.zero_grad(set_to_none=True)
-            g_loss.backward()
-            opt_gen.step()
-            drop_stale_casts()
-            for p in disc.parameters():
-                p.requires_grad_(True)
+            plain_step(state["kind"], module, opts, xb, wb)
 
 
 def timed(state: dict, batch_size: int) -> float:

@@ -107,6 +107,42 @@ def time_our_path(
     return timer.seconds[WARMUP_EPOCHS:]
 
 
+def plain_step(kind: str, module, optimizers, xb: torch.Tensor, wb: torch.Tensor) -> None:
+    """One batch of the AE or AAE in plain PyTorch, with the module's networks, optimizers and loss
+    functions (so it cannot drift from the module): the reference our Lightning path is timed against."""
+    enc, dec = module.encoder, module.decoder
+    if kind == "ae":
+        loss = weighted_mean(reconstruction_error(xb, dec(enc(xb))), wb)
+        optimizers.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizers.step()
+        return
+    opt_rec, opt_disc, opt_gen = optimizers
+    disc = module.discriminator
+    z = enc(xb)
+    loss = weighted_mean(reconstruction_error(xb, dec(z)), wb)
+    opt_rec.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_rec.step()
+    drop_stale_casts()
+    codes = z.detach()
+    d_loss = discriminator_loss(disc(torch.randn_like(codes)), disc(codes), wb)
+    opt_disc.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_disc.step()
+    drop_stale_casts()
+    for p in disc.parameters():
+        p.requires_grad_(False)
+    z_gen = enc(xb)
+    g_loss = generator_loss(disc(z_gen), z_gen, wb)
+    opt_gen.zero_grad(set_to_none=True)
+    g_loss.backward()
+    opt_gen.step()
+    drop_stale_casts()
+    for p in disc.parameters():
+        p.requires_grad_(True)
+
+
 def time_plain_loop(
     kind: str,
     x: torch.Tensor,
@@ -121,14 +157,8 @@ def time_plain_loop(
     module.to(device)
     x = x.to(device)
     weights = torch.ones(x.shape[0], device=device)
-    enc, dec = module.encoder, module.decoder
     # the same optimizers as the module (fused Adam), so the ratio measures the framework alone
     optimizers = module.configure_optimizers()
-    if kind == "ae":
-        opt = optimizers
-    else:
-        disc = module.discriminator
-        opt_rec, opt_disc, opt_gen = optimizers
     seconds = []
     for _ in range(epochs + WARMUP_EPOCHS):
         if probe is not None:
@@ -139,35 +169,7 @@ def time_plain_loop(
         for batch_idx in order.split(batch_size):
             xb, wb = x[batch_idx], weights[batch_idx]
             with autocast(device, precision):  # one context per batch, as Lightning's training step
-                if kind == "ae":
-                    loss = weighted_mean(reconstruction_error(xb, dec(enc(xb))), wb)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    continue
-                z = enc(xb)
-                loss = weighted_mean(reconstruction_error(xb, dec(z)), wb)
-                opt_rec.zero_grad(set_to_none=True)
-                loss.backward()
-                opt_rec.step()
-                drop_stale_casts()
-                codes = z.detach()
-                lp, lc = disc(torch.randn_like(codes)), disc(codes)
-                d_loss = discriminator_loss(lp, lc, wb)  # the module's own loss functions: no drift
-                opt_disc.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_disc.step()
-                drop_stale_casts()
-                for p in disc.parameters():
-                    p.requires_grad_(False)
-                z_gen = enc(xb)
-                g_loss = generator_loss(disc(z_gen), z_gen, wb)
-                opt_gen.zero_grad(set_to_none=True)
-                g_loss.backward()
-                opt_gen.step()
-                drop_stale_casts()
-                for p in disc.parameters():
-                    p.requires_grad_(True)
+                plain_step(kind, module, optimizers, xb, wb)
         sync(device)
         seconds.append(time.perf_counter() - start)
     return seconds[WARMUP_EPOCHS:]
