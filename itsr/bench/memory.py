@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 
 from itsr.bench.loop import build_module
-from itsr.bench.svm import SCORE_BATCH_SIZE
 from itsr.data.datamodule import BenchmarkDataModule
 
 # A schedule with every phase and more than one round, short enough for the benchmark
@@ -41,9 +41,10 @@ def itsr_memory(dm: BenchmarkDataModule, device: torch.device) -> dict:
     from itsr.refinement import ITSRRefinement
 
     module, cfg = build_module("itsr", dm.input_dim)
-    ref = dict(cfg.model.refinement)
+    ref = OmegaConf.to_container(cfg.model.refinement, resolve=True)  # the run's refinement, score batch included
+    ref.pop("_target_")
     ref.update(SHORT_SCHEDULE)
-    callback = ITSRRefinement(**ref, score_batch_size=SCORE_BATCH_SIZE)
+    callback = ITSRRefinement(**ref)
     sampler = RssSampler()
     dm.set_sample_weights(torch.ones(len(dm.train)))
     pl.Trainer(
