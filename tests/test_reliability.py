@@ -455,7 +455,7 @@ def test_predict_refuses_an_out_that_is_a_directory(finished, images, tmp_path, 
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda p: p.update(module="vae"), "module 'vae' is not one this version scores"),
+        (lambda p: p.update(module="vae"), "its network is not one this version scores (no registered model 'vae'"),
         (lambda p: p["preprocessing"].update(size=[9, 9]), "does not fit this version"),
         (lambda p: p["preprocessing"].update(color="cmyk"), "does not fit this version"),
     ],
