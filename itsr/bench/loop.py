@@ -74,11 +74,12 @@ class EpochTimer(pl.Callback):
 def build_module(kind: str, input_dim: int):
     """The modules a run builds, from the same config files."""
     from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
+
+    from itsr import build
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("config", overrides=[f"model={kind}", "data_dir=unused"])
-    return instantiate(cfg.model.module, input_dim=input_dim, _convert_="all"), cfg
+    return build.build_module(cfg, input_dim), cfg
 
 
 def time_our_path(
