@@ -24,6 +24,15 @@ COMMANDS = {
 }
 
 
+_invoked_as: str | None = None  # "itsr NAME" while main() runs a subcommand
+
+
+def program_name(module: str) -> str:
+    """The name a module's --help and usage errors show: `itsr NAME` when run through this command,
+    `python -m MODULE` otherwise."""
+    return _invoked_as or f"python -m {module}"
+
+
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: itsr COMMAND [ARGUMENTS...]", "", "commands:"]
@@ -42,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"itsr: {problem}; choose one of: {', '.join(COMMANDS)}\n\n{usage()}", file=sys.stderr)
         sys.exit(USAGE_ERROR)
     module, _ = COMMANDS[args[0]]
+    global _invoked_as
+    _invoked_as = f"itsr {args[0]}"
     sys.argv = [sys.argv[0], *args[1:]]  # runpy replaces argv[0] with the module's file, as python -m does
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 

@@ -17,6 +17,10 @@ from itsr.scoring import CRITERIA, Thresholds, criterion_scores, decisions, dete
 REC_ONLY = ("rec",)  # a model without a latent prior has the reconstruction criterion alone
 
 
+def _select(values: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor | None:
+    return values if values is None or mask is None else values[mask]
+
+
 @dataclass(frozen=True)
 class ThresholdDetector:
     """T_rec = the rec_percentile-th percentile of the training errors, T_prior = the lik_percentile-th
@@ -27,6 +31,7 @@ class ThresholdDetector:
     lik_percentile: float | None
     train_rec_error: torch.Tensor
     train_log_likelihood: torch.Tensor | None = None
+    population: torch.Tensor | None = None  # the training samples the thresholds come from; None = all
 
     @classmethod
     def fit(
@@ -38,10 +43,10 @@ class ThresholdDetector:
         mask: torch.Tensor | None = None,
     ) -> ThresholdDetector:
         """Thresholds from the training scores, or from the samples `mask` selects (see
-        itsr.evaluation.threshold_mask); the saved training scores are always all of them."""
-        pick = (lambda v: v) if mask is None else (lambda v: v[mask])  # noqa: E731
+        itsr.evaluation.threshold_mask); the saved training scores are always all of them, and the
+        mask is kept so that refit draws from the same population."""
         thresholds = fit_thresholds(
-            pick(rec_error), None if log_likelihood is None else pick(log_likelihood), rec_percentile, lik_percentile
+            _select(rec_error, mask), _select(log_likelihood, mask), rec_percentile, lik_percentile
         )
         return cls(
             thresholds,
@@ -49,16 +54,19 @@ class ThresholdDetector:
             lik_percentile if log_likelihood is not None else None,
             rec_error.detach().cpu(),
             None if log_likelihood is None else log_likelihood.detach().cpu(),
+            None if mask is None else mask.detach().cpu(),
         )
 
     def refit(self, rec_percentile: float | None = None, lik_percentile: float | None = None) -> ThresholdDetector:
         """The same detector at other percentiles (None keeps the saved one), from the saved training
-        scores; with neither given, the saved thresholds unchanged."""
+        scores of the population it was fitted on; with neither given, the saved thresholds unchanged."""
         if rec_percentile is None and lik_percentile is None:
             return self
         rec = self.rec_percentile if rec_percentile is None else rec_percentile
         lik = self.lik_percentile if lik_percentile is None else lik_percentile
-        thresholds = fit_thresholds(self.train_rec_error, self.train_log_likelihood, rec, lik)
+        thresholds = fit_thresholds(
+            _select(self.train_rec_error, self.population), _select(self.train_log_likelihood, self.population), rec, lik
+        )
         return replace(self, thresholds=thresholds, rec_percentile=rec, lik_percentile=lik)
 
     @property
@@ -94,6 +102,7 @@ class ThresholdDetector:
             "criterion": self.default_criterion,
             "train_rec_error": self.train_rec_error,
             "train_log_likelihood": self.train_log_likelihood,
+            "threshold_population": self.population,  # absent in files written before it: all samples
         }
 
     @classmethod
@@ -105,4 +114,5 @@ class ThresholdDetector:
             percentiles.get("lik"),
             payload["train_rec_error"],
             payload.get("train_log_likelihood"),
+            payload.get("threshold_population"),
         )

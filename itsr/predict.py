@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from itsr.atomic import write_bytes_atomic
+from itsr.cli import program_name
 from itsr.data.images import ImageSizeError, Preprocessing, find_images, load_images
 from itsr.errors import OptionError
 from itsr.model_file import ModelFileError, load_model, read_model_file
@@ -251,7 +252,7 @@ def argument_problems(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m itsr.predict", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=program_name("itsr.predict"), description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="run directory of `python -m itsr.run`, or its model.pt")
     parser.add_argument("inputs", nargs="+", help="image files or folders")
     parser.add_argument("--out", type=Path, default=Path("scores.csv"), help="CSV to write (default: scores.csv)")

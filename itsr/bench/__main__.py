@@ -34,6 +34,7 @@ from itsr.bench.loop import (
 from itsr.bench.matmul import SPREAD_LIMIT, RateProbe, epoch_flops, rate_spread, spread_warnings
 from itsr.bench.memory import itsr_memory
 from itsr.bench.svm import refinement_round_s, svm_scaling
+from itsr.cli import program_name
 from itsr.data.fetch import default_data_dir
 from itsr.library_warnings import silence_third_party_noise
 
@@ -92,7 +93,7 @@ def model_figures(kind: str, dm, samples: dict, probe: RateProbe) -> dict:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m itsr.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=program_name("itsr.bench"), description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=4, help="timed epochs per repeat (after one warm-up)")
     parser.add_argument(
         "--repeats", type=int, default=2, help="alternating repeats of ours vs plain, fp32 vs bf16 (default 2)"

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from itsr.cli import program_name
 from itsr.data.fetch import (
     DATA_DIR_ENV,
     DATASETS,
@@ -21,7 +22,7 @@ EXIT_UNAVAILABLE = 1  # a dataset could not be obtained; the reason is printed
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m itsr.data", description="Manage the MNIST / Fashion-MNIST data cache."
+        prog=program_name("itsr.data"), description="Manage the MNIST / Fashion-MNIST data cache."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     fetch_parser = commands.add_parser(

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from itsr.atomic import write_bytes_atomic
+from itsr.cli import program_name
 from itsr.report.markdown import render
 from itsr.report.runs import read_runs
 from itsr.report.tables import aggregate
@@ -25,7 +26,7 @@ OK, NOTHING_READ, NOT_WRITTEN = 0, 1, 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m itsr.report", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=program_name("itsr.report"), description=__doc__.split("\n")[0])
     parser.add_argument("dirs", nargs="+", type=Path, help="sweep or run directories to read")
     parser.add_argument("--out", type=Path, default=None, help="Markdown file (default: DIR/report.md)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report (as itsr.predict)")

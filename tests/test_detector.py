@@ -1,0 +1,43 @@
+"""ThresholdDetector: thresholds come from the population it was fitted on, also when refitted or reloaded."""
+
+from __future__ import annotations
+
+import torch
+
+from itsr.detector import ThresholdDetector
+
+
+def two_populations() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """900 retained samples with low errors and high likelihoods, 100 candidates far off both."""
+    gen = torch.Generator().manual_seed(0)
+    rec = torch.cat([torch.rand(900, generator=gen), 10 + torch.rand(100, generator=gen)])
+    lik = torch.cat([-torch.rand(900, generator=gen), -10 - torch.rand(100, generator=gen)])
+    retained = torch.arange(1000) < 900
+    return rec, lik, retained
+
+
+def test_refit_draws_from_the_fitted_population_not_from_every_training_sample() -> None:
+    rec, lik, retained = two_populations()
+    detector = ThresholdDetector.fit(rec, lik, 90, 10, mask=retained)
+    assert detector.thresholds.t_rec < 1 and detector.thresholds.t_prior > -1  # the candidates did not count
+    refitted = detector.refit(rec_percentile=95, lik_percentile=5)
+    assert refitted.thresholds.t_rec < 1 and refitted.thresholds.t_prior > -1
+    assert refitted.thresholds.t_rec > detector.thresholds.t_rec  # a higher percentile, a higher T_rec
+    everyone = ThresholdDetector.fit(rec, lik, 90, 10).refit(rec_percentile=95, lik_percentile=5)
+    assert everyone.thresholds.t_rec > 10 and everyone.thresholds.t_prior < -10  # p95 of all 1000 is a candidate
+
+
+def test_the_population_survives_the_model_file_round_trip() -> None:
+    rec, lik, retained = two_populations()
+    detector = ThresholdDetector.fit(rec, lik, 90, 10, mask=retained)
+    reloaded = ThresholdDetector.from_dict(detector.to_dict())
+    assert torch.equal(reloaded.population, retained)
+    assert reloaded.refit(rec_percentile=95).thresholds == detector.refit(rec_percentile=95).thresholds
+
+
+def test_a_model_file_written_before_the_population_field_refits_on_all_samples() -> None:
+    rec, lik, _ = two_populations()
+    payload = ThresholdDetector.fit(rec, lik, 90, 10).to_dict()
+    del payload["threshold_population"]
+    reloaded = ThresholdDetector.from_dict(payload)
+    assert reloaded.population is None and reloaded.refit(rec_percentile=95).thresholds.t_rec > 10
