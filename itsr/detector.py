@@ -64,9 +64,8 @@ class ThresholdDetector:
             return self
         rec = self.rec_percentile if rec_percentile is None else rec_percentile
         lik = self.lik_percentile if lik_percentile is None else lik_percentile
-        thresholds = fit_thresholds(
-            _select(self.train_rec_error, self.population), _select(self.train_log_likelihood, self.population), rec, lik
-        )
+        rec_error = _select(self.train_rec_error, self.population)
+        thresholds = fit_thresholds(rec_error, _select(self.train_log_likelihood, self.population), rec, lik)
         return replace(self, thresholds=thresholds, rec_percentile=rec, lik_percentile=lik)
 
     @property
