@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import TextIO
 
@@ -22,6 +23,7 @@ LOSS_PREFIX = "loss/"  # the mean epoch losses the modules log (AnomalyModel.acc
 NO_SCHEDULE_PHASE = "training"  # AE and AAE: one phase
 SEPARATOR = " | "
 FALLBACK_COLUMNS = 80  # terminal width when it cannot be read
+RATE_WINDOW = 10  # epochs the time left is estimated from: a slow start or a neighbour's job fades out
 
 
 def describe_phase(schedule, epoch: int) -> str:
@@ -119,6 +121,7 @@ class RunProgress(pl.Callback):
         self._pending: int | None = None  # the epoch whose line is due
         self._first_epoch = 0
         self._started = 0.0
+        self._epoch_ends: deque[float] = deque(maxlen=RATE_WINDOW + 1)  # when the latest epochs ended
 
     @property
     def out(self) -> TextIO:
@@ -127,6 +130,7 @@ class RunProgress(pl.Callback):
     # Lightning hooks -------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._started = time.monotonic()
+        self._epoch_ends.clear()
         self._first_epoch = trainer.current_epoch  # > 0 when resumed from a checkpoint
         if self.job is None:
             self.job = current_job()
@@ -135,6 +139,7 @@ class RunProgress(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._pending = trainer.current_epoch
+        self._epoch_ends.append(time.monotonic())
         # Clear the redrawn line after an epoch that ends a phase or the fit: the other callbacks' hooks
         # log there (ITSR's rounds, Lightning's "fit stopped"), and a log line must not be appended to
         # ours. Lightning calls callbacks in list order, so this one comes first (run.py).
@@ -171,8 +176,7 @@ class RunProgress(pl.Callback):
         """One epoch's progress: [job i of n |] epoch e/E | phase | times | losses."""
         max_epochs = trainer.max_epochs
         elapsed = time.monotonic() - self._started
-        done_here = epoch + 1 - self._first_epoch
-        left = elapsed / done_here * (max_epochs - epoch - 1) if done_here > 0 else 0.0
+        left = self.seconds_per_epoch(epoch) * (max_epochs - epoch - 1)
         losses = " ".join(
             f"{name.removeprefix(LOSS_PREFIX)} {float(value):.4g}"
             for name, value in sorted(trainer.callback_metrics.items())
@@ -186,6 +190,16 @@ class RunProgress(pl.Callback):
             losses or None,
         ]
         return SEPARATOR.join(part for part in parts if part)
+
+    def seconds_per_epoch(self, epoch: int) -> float:
+        """The mean duration of the last RATE_WINDOW epochs; over every epoch run here until there are two
+        epoch ends to measure between. Start-up (data, the first epoch's warm-up) and a busy spell long
+        past do not stretch the estimate for the rest of a long run."""
+        ends = self._epoch_ends
+        if len(ends) >= 2:
+            return (ends[-1] - ends[0]) / (len(ends) - 1)
+        done_here = epoch + 1 - self._first_epoch
+        return (time.monotonic() - self._started) / done_here if done_here > 0 else 0.0
 
     def _write_pending(self, trainer: pl.Trainer) -> None:
         epoch, self._pending = self._pending, None

@@ -178,3 +178,25 @@ def test_the_progress_keys_may_change_on_resume() -> None:
     del saved["progress"]
     now = resolved_config(compose_cfg(["progress.enabled=false", "progress.every_n_epochs=3"]))
     assert config_differences(saved, now) == []
+
+
+def test_the_time_left_follows_the_latest_epochs_not_a_slow_start(monkeypatch) -> None:
+    """A first epoch of 1000 s (start-up, a busy neighbour), then 1 s per epoch: with 10 of 30 epochs
+    left, the estimate is about 10 s, not the run's average (about 500 s)."""
+    clock = iter([0.0, 1000.0, *(1000.0 + k for k in range(1, 40))])
+    now = {"t": 0.0}
+
+    def tick() -> float:
+        now["t"] = next(clock)
+        return now["t"]
+
+    monkeypatch.setattr("itsr.progress.time.monotonic", tick)
+    progress = RunProgress(every_n_epochs=1, stream=io.StringIO(), job=None)
+    trainer = SimpleNamespace(current_epoch=0, max_epochs=30, callback_metrics={})
+    progress.on_train_start(trainer, None)  # t = 0
+    for epoch in range(20):
+        trainer.current_epoch = epoch
+        progress.on_train_epoch_end(trainer, None)  # epoch 0 ends at 1000, then one per second
+    monkeypatch.setattr("itsr.progress.time.monotonic", lambda: now["t"])
+    assert progress.seconds_per_epoch(19) == pytest.approx(1.0)
+    assert "0:00:10 left" in progress.line(trainer, 19)
