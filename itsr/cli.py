@@ -51,8 +51,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"itsr: {problem}; choose one of: {', '.join(COMMANDS)}\n\n{usage()}", file=sys.stderr)
         sys.exit(USAGE_ERROR)
     module, _ = COMMANDS[args[0]]
-    global _invoked_as
-    _invoked_as = f"itsr {args[0]}"
+    # set in the module the subcommands import: under `python -m itsr.cli` this file runs as __main__,
+    # a different module object from the `itsr.cli` that program_name() reads from
+    import itsr.cli
+
+    itsr.cli._invoked_as = f"itsr {args[0]}"
     sys.argv = [sys.argv[0], *args[1:]]  # runpy replaces argv[0] with the module's file, as python -m does
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 

@@ -45,9 +45,11 @@ def test_no_or_an_unknown_subcommand_names_the_choices(arguments: list[str]) -> 
 def test_a_subcommands_help_is_its_modules_help(name: str) -> None:
     ours, theirs = python_m("itsr.cli", name, "--help"), python_m(f"itsr.{name}", "--help")
     assert ours.returncode == theirs.returncode == 0, ours.stderr[-2000:]
-    assert ours.stdout == theirs.stdout.replace(f"python -m itsr.{name}", f"itsr {name}") and ours.stdout
+    # the same text, bar the program's name (argparse rewraps the usage lines to the name's length)
+    words = " ".join(theirs.stdout.replace(f"python -m itsr.{name}", f"itsr {name}").split())
+    assert " ".join(ours.stdout.split()) == words and words
     if name != "run":  # argparse's usage line names the command the user typed; Hydra's help names none
-        assert f"usage: itsr {name}" in ours.stdout and "python -m" not in ours.stdout
+        assert ours.stdout.startswith(f"usage: itsr {name} ")
 
 
 def test_run_passes_hydras_arguments_unchanged() -> None:
