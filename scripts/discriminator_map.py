@@ -21,6 +21,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from itsr.build import build_datamodule
+from itsr.data.fetch import default_data_dir
 from itsr.model_file import load_model
 from itsr.run import CONFIG_DIR
 
@@ -46,8 +47,8 @@ def discriminator_map(run_dir: Path, data_dir: str | None, extent: float, png: b
                     f"data_dir={cfg.data_dir}",
                 ],
             )
-    if data_dir:
-        cfg.data_dir = data_dir
+    # the saved data_dir interpolates ${hydra:runtime.cwd}, which resolves only inside a Hydra app
+    cfg.data_dir = data_dir or str(default_data_dir())
     dm = build_datamodule(cfg)
     dm.prepare_data()
     dm.setup("fit")
@@ -98,7 +99,7 @@ def discriminator_map(run_dir: Path, data_dir: str | None, extent: float, png: b
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
-    parser.add_argument("--data-dir", help="the IDX cache, if not the one the run used")
+    parser.add_argument("--data-dir", help="the IDX cache (default: $ITSR_DATA_DIR, else ./data)")
     parser.add_argument("--extent", type=float, default=4.0, help="the grid spans [-extent, extent]^2")
     parser.add_argument("--png", action="store_true", help="write discriminator_map.png into each run directory")
     args = parser.parse_args(argv)
