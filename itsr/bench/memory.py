@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import OmegaConf
+from hydra.utils import instantiate
 
 from itsr.bench.loop import build_module
 from itsr.data.datamodule import BenchmarkDataModule
@@ -38,13 +38,8 @@ class RssSampler(pl.Callback):
 
 def itsr_memory(dm: BenchmarkDataModule, device: torch.device) -> dict:
     """RSS per epoch over a short ITSR schedule with all three phases: it must stay flat."""
-    from itsr.refinement import ITSRRefinement
-
     module, cfg = build_module("itsr", dm.input_dim)
-    ref = OmegaConf.to_container(cfg.model.refinement, resolve=True)  # the run's refinement, score batch included
-    ref.pop("_target_")
-    ref.update(SHORT_SCHEDULE)
-    callback = ITSRRefinement(**ref)
+    callback = instantiate(cfg.model.refinement, **SHORT_SCHEDULE)  # the run's refinement, shortened
     sampler = RssSampler()
     dm.set_sample_weights(torch.ones(len(dm.train)))
     pl.Trainer(
