@@ -6,7 +6,7 @@ Each DIR is a sweep directory (or several, comma-separated) of runs made with on
 config (e.g. base=multirun/itsr, fit_on_all=multirun/itsr_all). The script pairs the runs by
 (model, setting, alpha, seed) and writes Markdown:
   - BACC and AUROC of the paper's criterion (combined) per cell and variant, mean +- std over seeds,
-    and the mean paired difference to the first label;
+    and their mean paired differences to the first label;
   - ITSR's candidate set per round (size, precision, recall), and where retraining took the
     negative-weight samples (log-likelihood and reconstruction error at its start and end);
   - the threshold population: BACC with thresholds from all of X against X without the candidates
@@ -54,8 +54,8 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def bacc_of(runs: dict, seeds: list[int], split: str) -> list[float]:
-    return [runs[s]["metrics"]["metrics"][split][criterion_of(runs[s]["metrics"])]["bacc"] for s in seeds]
+def metric_of(runs: dict, seeds: list[int], split: str, key: str = "bacc") -> list[float]:
+    return [runs[s]["metrics"]["metrics"][split][criterion_of(runs[s]["metrics"])][key] for s in seeds]
 
 
 def paired_diff(a: list[float], b: list[float]) -> str:
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     header = (
         "| model | setting | alpha | variant | seeds | BACC obs | BACC unobs | AUROC obs | AUROC unobs "
-        "| Δ BACC obs | Δ BACC unobs |"
+        "| Δ BACC obs | Δ BACC unobs | Δ AUROC obs | Δ AUROC unobs |"
     )
     lines += [header, "|" + " --- |" * (header.count("|") - 1)]
     for (model, setting, alpha), by_label in sorted(cells.items()):
@@ -140,17 +140,20 @@ def main(argv: list[str] | None = None) -> int:
                         runs[s]["metrics"]["metrics"][split][criterion_of(runs[s]["metrics"])][key] for s in seeds
                     ]
             diffs = []
-            for split in SPLITS:
-                if label == base or base not in by_label:
-                    diffs.append("")
-                    continue
-                common = sorted(set(seeds) & set(by_label[base]))
-                diffs.append(paired_diff(bacc_of(by_label[base], common, split), bacc_of(runs, common, split)))
+            for key in ("bacc", "auroc"):
+                for split in SPLITS:
+                    if label == base or base not in by_label:
+                        diffs.append("")
+                        continue
+                    common = sorted(set(seeds) & set(by_label[base]))
+                    diffs.append(
+                        paired_diff(metric_of(by_label[base], common, split, key), metric_of(runs, common, split, key))
+                    )
             lines.append(
                 f"| {model} | {setting} | {alpha} | {label} | {','.join(map(str, seeds))} | "
                 f"{mean_std(vals[('observed', 'bacc')])} | {mean_std(vals[('unobserved', 'bacc')])} | "
                 f"{mean_std(vals[('observed', 'auroc')])} | {mean_std(vals[('unobserved', 'auroc')])} | "
-                f"{diffs[0]} | {diffs[1]} |"
+                f"{diffs[0]} | {diffs[1]} | {diffs[2]} | {diffs[3]} |"
             )
 
     itsr_lines = []

@@ -14,7 +14,7 @@ from tests.conftest import REPO_ROOT
 SCRIPT = REPO_ROOT / "scripts" / "fidelity.py"
 
 
-def fake_run(root: Path, seed: int, bacc_obs: float, retained_shift: float) -> None:
+def fake_run(root: Path, seed: int, bacc_obs: float, retained_shift: float, auroc_obs: float = 0.9) -> None:
     """An ITSR run directory with metrics.json and score files whose thresholds we know."""
     run = root / f"itsr_s{seed}"
     run.mkdir(parents=True)
@@ -22,7 +22,7 @@ def fake_run(root: Path, seed: int, bacc_obs: float, retained_shift: float) -> N
     metrics = {
         "config": {"model": "itsr", "setting": "mnist_0v2", "alpha": 0.05, "seed": seed},
         "metrics": {
-            "observed": {"combined": {**metric, "bacc": bacc_obs}},
+            "observed": {"combined": {**metric, "bacc": bacc_obs, "auroc": auroc_obs}},
             "unobserved": {"combined": {**metric, "bacc": 0.7}},
         },
         "refinement": [{"round": 1, "n_candidates": 3, "precision": 0.5, "recall": 0.25}],
@@ -52,7 +52,7 @@ def fake_run(root: Path, seed: int, bacc_obs: float, retained_shift: float) -> N
 def test_variants_are_paired_by_seed_and_thresholds_recomputed(tmp_path) -> None:
     for seed, (base, variant) in enumerate([(0.80, 0.90), (0.70, 0.75)]):
         fake_run(tmp_path / "base", seed, base, 0.0)
-        fake_run(tmp_path / "variant", seed, variant, 0.0)
+        fake_run(tmp_path / "variant", seed, variant, 0.0, auroc_obs=0.9 - 0.02 * (seed + 1))
     out = tmp_path / "fidelity.md"
     result = subprocess.run(
         [sys.executable, str(SCRIPT), f"base={tmp_path / 'base'}", f"prior={tmp_path / 'variant'}"]
@@ -64,7 +64,9 @@ def test_variants_are_paired_by_seed_and_thresholds_recomputed(tmp_path) -> None
     assert result.returncode == 0, result.stderr
     text = out.read_text()
     prior_row = next(line for line in text.splitlines() if "| itsr | mnist_0v2 | 0.05 | prior |" in line)
-    assert "+0.075" in prior_row, "mean paired difference (0.10 + 0.05) / 2"
+    cells = [c.strip() for c in prior_row.strip("|").split("|")]
+    # mean paired differences: BACC observed (0.10 + 0.05) / 2, AUROC observed (-0.02 - 0.04) / 2
+    assert cells[-4:] == ["+0.075", "+0.000", "-0.030", "+0.000"]
     assert "-5.000 → -7.000" in text and "0.100 → 0.300" in text
     # all of X: t_rec = p90 over 15 errors lies among the candidates -> the normal at 0.85 is kept,
     # the anomaly at 0.5 missed: TPR 0.5, TNR 1 -> 0.75; X without candidates: t_rec = 0.81 ->
