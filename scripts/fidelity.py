@@ -133,27 +133,18 @@ def main(argv: list[str] | None = None) -> int:
             if not runs:
                 continue
             seeds = sorted(runs)
-            vals = {}
-            for split in SPLITS:
-                for key in ("bacc", "auroc"):
-                    vals[(split, key)] = [
-                        runs[s]["metrics"]["metrics"][split][criterion_of(runs[s]["metrics"])][key] for s in seeds
-                    ]
-            diffs = []
-            for key in ("bacc", "auroc"):
-                for split in SPLITS:
-                    if label == base or base not in by_label:
-                        diffs.append("")
-                        continue
-                    common = sorted(set(seeds) & set(by_label[base]))
-                    diffs.append(
-                        paired_diff(metric_of(by_label[base], common, split, key), metric_of(runs, common, split, key))
-                    )
+            columns = [(key, split) for key in ("bacc", "auroc") for split in SPLITS]
+            spreads = [mean_std(metric_of(runs, seeds, split, key)) for key, split in columns]
+            diffs = [""] * len(columns)
+            if label != base and base in by_label:
+                common = sorted(set(seeds) & set(by_label[base]))
+                diffs = [
+                    paired_diff(metric_of(by_label[base], common, split, key), metric_of(runs, common, split, key))
+                    for key, split in columns
+                ]
             lines.append(
                 f"| {model} | {setting} | {alpha} | {label} | {','.join(map(str, seeds))} | "
-                f"{mean_std(vals[('observed', 'bacc')])} | {mean_std(vals[('unobserved', 'bacc')])} | "
-                f"{mean_std(vals[('observed', 'auroc')])} | {mean_std(vals[('unobserved', 'auroc')])} | "
-                f"{diffs[0]} | {diffs[1]} | {diffs[2]} | {diffs[3]} |"
+                f"{' | '.join(spreads)} | {' | '.join(diffs)} |"
             )
 
     itsr_lines = []
