@@ -34,6 +34,9 @@ def validate(cfg: DictConfig) -> None:
         _positive_int(cfg, key)
     if cfg.threads is not None:
         _positive_int(cfg, "threads")
+    for key in ("flush_denormal", "data_on_device"):
+        if not isinstance(cfg[key], bool):
+            raise ConfigError(f"{key} must be true or false, got {cfg[key]!r}")
     try:
         for key in ("rec_percentile", "lik_percentile"):
             check_percentile(key, cfg.scoring[key])

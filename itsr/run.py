@@ -45,7 +45,7 @@ from itsr.runtime import (
     AtomicCheckpointIO,
     RecordConfig,
     check_resume,
-    default_threads,
+    configure_torch,
     failures_noted,
     fit_stopped,
     in_slurm_job,
@@ -87,7 +87,7 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple) 
             f"{run_dir} holds a finished run ({METRICS_FILE}) and ckpt_path=null would start afresh over it; "
             "choose another hydra.run.dir, or move that run away first"
         )
-    torch.set_num_threads(cfg.threads or default_threads())
+    configure_torch(cfg.threads, cfg.flush_denormal)
     pl.seed_everything(cfg.seed, workers=True)
     run_dir.mkdir(parents=True, exist_ok=True)
 

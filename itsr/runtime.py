@@ -46,6 +46,7 @@ EXIT_STOPPED = 128 + signal.SIGTERM  # the shell's status for "terminated by SIG
 # computes, where data and logs live, how it resumes. Everything else changes the results, so it must match.
 RESUME_MAY_CHANGE = (
     "threads",
+    "flush_denormal",  # changes only values below float32's smallest normal, as threads changes summation order
     "ckpt_path",
     "data_dir",
     "download",
@@ -329,6 +330,17 @@ def default_threads() -> int:
     if parallel_jobs < 0:  # joblib's -1: as many jobs as cores
         parallel_jobs = cores
     return max(1, cores // max(1, parallel_jobs))
+
+
+def configure_torch(threads: int | None, flush_denormal: bool) -> None:
+    """Torch's threads (this job's share of the cores when None) and its handling of denormal floats.
+
+    Flushing denormals (below 1.2e-38) to zero matters on CPUs: in long runs half of Adam's moments sink
+    into that range and each optimizer step ran 18x slower (59 vs 3.2 ms for the AE at epoch 1950 of the
+    paper-scale run, one thread). The values lost lie far below Adam's eps (1e-8). GPUs are unaffected.
+    """
+    torch.set_num_threads(threads or default_threads())
+    torch.set_flush_denormal(flush_denormal)
 
 
 def slurm_plugins() -> list | None:

@@ -62,4 +62,9 @@ def test_a_tiny_benchmark_writes_every_key(tmp_path, capsys) -> None:
         assert m["speedup_bf16"] == pytest.approx(m["s_per_epoch"] / m["s_per_epoch_bf16"], rel=1e-2)
         assert m["ratio_vs_bound_bf16"] == pytest.approx(m["s_per_epoch_bf16"] / m["s_per_epoch_bound_bf16"], rel=1e-2)
         assert len(m["samples_ours_bf16"]) == len(m["samples_plain_bf16"]) == 1
-    assert "bf16 speedup" in capsys.readouterr().out
+    assert [d["model"] for d in result["denormal"]] == ["ae", "aae"]
+    for d in result["denormal"]:
+        assert d["adam_step_ms_kept"] > 0 and d["adam_step_ms_flushed"] > 0
+        assert d["slowdown_kept"] == pytest.approx(d["adam_step_ms_kept"] / d["adam_step_ms_flushed"], rel=2e-2)
+    printed = capsys.readouterr().out
+    assert "bf16 speedup" in printed and "denormal" in printed

@@ -70,6 +70,8 @@ def test_named_settings_and_overridable_classes() -> None:
         ("dataset.normal_class=12", "dataset.normal_class must be a class index in 0..9"),
         ("dataset.name=cifar", "dataset.name must be one of"),
         ("batch_size=0", "batch_size must be a positive integer"),
+        ("flush_denormal=maybe", "flush_denormal must be true or false, got 'maybe'"),
+        ("data_on_device=1", "data_on_device must be true or false, got 1"),
         ("model=ae model.max_epochs=0", "model.max_epochs must be a positive integer"),
         ("model.refinement.rounds=0", "model.refinement.rounds must be a positive integer"),
         ("model.refinement.nu=0", "model.refinement.nu must lie in"),

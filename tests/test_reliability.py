@@ -160,6 +160,21 @@ def test_the_same_config_resumes_and_threads_may_change(images, copy_of_finished
     assert after["thresholds"] == before["thresholds"] and after["config"] == before["config"]
 
 
+def test_runs_flush_denormal_floats_only_when_asked() -> None:
+    """A product of two 1e-20s is a float32 denormal (1e-40): kept, or flushed to zero as runs do."""
+    from itsr.runtime import configure_torch
+
+    tiny = torch.tensor([1e-20])
+    try:
+        configure_torch(1, flush_denormal=False)
+        assert 0 < (tiny * tiny).item() < torch.finfo(torch.float32).tiny
+        configure_torch(1, flush_denormal=True)
+        assert (tiny * tiny).item() == 0.0
+        assert compose_cfg([]).flush_denormal is True, "the runs' default"
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def test_starting_afresh_over_a_finished_run_is_refused(images, copy_of_finished) -> None:
     before = (copy_of_finished / "metrics.json").read_bytes()
     out = run_itsr(*folder_overrides(images), "ckpt_path=null", f"hydra.run.dir={copy_of_finished}")
@@ -173,7 +188,10 @@ def test_only_keys_that_change_results_must_match_on_resume() -> None:
 
     saved = resolved_config(compose_cfg([]))
     assert (
-        config_differences(saved, resolved_config(compose_cfg(["threads=3", "logger=wandb", "ckpt_path=last"]))) == []
+        config_differences(
+            saved, resolved_config(compose_cfg(["threads=3", "flush_denormal=false", "logger=wandb", "ckpt_path=last"]))
+        )
+        == []
     )
     changed = config_differences(saved, resolved_config(compose_cfg(["alpha=0.01", "model=aae"])))
     assert [line.split(":")[0] for line in changed if line.startswith(("alpha", "model.name"))] == [

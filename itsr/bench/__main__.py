@@ -6,7 +6,8 @@ Everything is measured in one process run, so the ratios compare like with like.
 writes JSON (default results/bench/latest.json). The plain loop (itsr/bench/loop.py) is the
 reference: the same networks, optimizers and losses over in-memory tensor slices, with no Lightning,
 no DataLoader. The matmul rates behind the bounds are measured in a short burst before every timed
-epoch; the bounds use the best burst, and a wide spread is reported as a warning.
+epoch; the bounds use the best burst, and a wide spread is reported as a warning. On CPU it also times
+the optimizer step late in a long run, with denormal floats kept and flushed (itsr/bench/denormal.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytorch_lightning as pl
 import torch
 
 from itsr.atomic import write_json_atomic
+from itsr.bench.denormal import denormal_figures
 from itsr.bench.loop import (
     PRECISIONS,
     benchmark_data,
@@ -128,6 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(args.device)
     pl.seed_everything(0)
     dm = benchmark_data(args.data_dir, args.n_train)
+    flush_denormal = build_module("ae", dm.input_dim)[1].flush_denormal
+    torch.set_flush_denormal(flush_denormal)  # as a run does (itsr.runtime.configure_torch)
     probe = RateProbe(device)
     result: dict = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -167,6 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
         name: round(epochs * (ae_epoch if name.startswith("ae") else aae_epoch) / SECONDS_PER_HOUR, 2)
         for name, epochs in PAPER_SCHEDULES.items()
     }
+    if device.type == "cpu":  # the flush setting is a CPU one
+        result["denormal"] = [denormal_figures(kind, dm.input_dim, flush_denormal) for kind in ("ae", "aae")]
     result["memory"] = itsr_memory(dm, device)
     if not args.skip_svm_scaling:
         result["svm_scaling"] = svm_scaling()
@@ -216,6 +222,12 @@ def print_table(r: dict) -> None:
         f"refinement round (encode + one-class SVM): {r['refinement_round_s']:.2f} s = "
         f"{100 * r['refinement_round_vs_100_epochs']:.2f}% of the 100 epochs it precedes"
     )
+    for d in r.get("denormal", []):
+        print(
+            f"{d['model']}: optimizer step late in a long run ({100 * d['denormal_fraction']:.0f}% of Adam's moments "
+            f"denormal): {d['adam_step_ms_kept']:.1f} ms kept, {d['adam_step_ms_flushed']:.1f} ms flushed "
+            f"({d['slowdown_kept']:.1f}x; runs flush them, flush_denormal=true)"
+        )
     mem = r["memory"]
     print(
         f"ITSR RSS per epoch (MB): {mem['rss_mb_per_epoch']}; growth after round 1: "

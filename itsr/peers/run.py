@@ -34,7 +34,7 @@ from itsr.peers.detector import (
     score_images,
 )
 from itsr.results import METRICS_FORMAT, nan_to_none, run_identity, write_scores_csv
-from itsr.runtime import default_threads
+from itsr.runtime import configure_torch
 from itsr.tracking import build_logger, finishing, log_results
 
 # PyOD's deep detectors call their training length by one of these names
@@ -66,7 +66,7 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
     """From a validated config to metrics.json in run_dir; returns the metrics (as `train_and_evaluate`)."""
 
     started = time.time()
-    torch.set_num_threads(cfg.threads or default_threads())
+    configure_torch(cfg.threads, cfg.flush_denormal)
     pl.seed_everything(cfg.seed, workers=True)  # numpy's and torch's global RNGs: Deep SVDD shuffles with them
     run_dir.mkdir(parents=True, exist_ok=True)
 
