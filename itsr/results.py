@@ -117,28 +117,42 @@ def write_train_scores(path: Path, result: Evaluation, dm: AnomalyDataModule, ca
     write_scores_csv(path, columns)
 
 
+def number_or_na(value: float | None, spec: str = ".3f") -> str:
+    """A number formatted by spec, or "n/a" for a value that is undefined (None or NaN in metrics.json)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return format(value, spec)
+
+
 def results_table(metrics: dict) -> str:
     """A small console table; reports are built from metrics.json, never from this text."""
     lines = [f"{'split':<11} {'criterion':<9} {'TPR':>6} {'TNR':>6} {'BACC':>6} {'AUROC':>6} {'AP':>6}"]
     for split, by_criterion in metrics["metrics"].items():
         for criterion, m in by_criterion.items():
-            cells = " ".join(
-                f"{m[k]:6.3f}" if m[k] is not None else "   n/a" for k in ("tpr", "tnr", "bacc", "auroc", "ap")
-            )
+            cells = " ".join(f"{number_or_na(m[k]):>6}" for k in ("tpr", "tnr", "bacc", "auroc", "ap"))
             lines.append(f"{split:<11} {criterion:<9} {cells}")
+    if not metrics["metrics"]:
+        lines.append("(no labelled test set: scores and thresholds are in the run directory)")
     return "\n".join(lines)
+
+
+def candidate_summary(metrics: dict) -> str:
+    """ITSR's last candidate set in one line; precision and recall only where training labels exist."""
+    last = metrics["refinement"][-1]
+    line = f"ITSR candidates after round {last['round']}: {last['n_candidates']}"
+    if not metrics["n_train_anomalies"]:
+        return line + " (no known anomalies in the training set: precision and recall are undefined)"
+    return line + (
+        f", of which {last['n_true_anomalies_in_candidates']} of {metrics['n_train_anomalies']} known anomalies "
+        f"(precision {number_or_na(last['precision'], '.2f')}, recall {number_or_na(last['recall'], '.2f')})"
+    )
 
 
 def console_summary(cfg: DictConfig, metrics: dict, run_dir: Path) -> str:
     """What a finished run prints: the table, ITSR's candidate set, the run directory."""
     lines = [f"\n{cfg.model.name} on {cfg.dataset.setting}, alpha={cfg.alpha}, seed={cfg.seed}", results_table(metrics)]
     if metrics.get("refinement"):
-        last = metrics["refinement"][-1]
-        lines.append(
-            f"ITSR candidates after round {last['round']}: {last['n_candidates']}, of which "
-            f"{last['n_true_anomalies_in_candidates']} of {metrics['n_train_anomalies']} planted anomalies "
-            f"(precision {last['precision']:.2f}, recall {last['recall']:.2f})"
-        )
+        lines.append(candidate_summary(metrics))
     lines.append(f"run directory: {run_dir}")
     return "\n".join(lines)
 
