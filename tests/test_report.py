@@ -119,6 +119,35 @@ def test_failed_half_written_and_foreign_runs_are_listed_not_dropped(tmp_path, c
     assert "NonFiniteLossError: nan at epoch 3" in text
 
 
+def test_a_grid_whose_runs_all_failed_still_gets_its_report(tmp_path) -> None:
+    """Issue 21.3: the report is most needed when a grid failed; it lists each failure and exits 0."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO_ROOT
+
+    grid = tmp_path / "grid"
+    for name, message in (("0_itsr", "nan at epoch 3"), ("1_aae", "killed at epoch 9")):
+        (grid / name).mkdir(parents=True)
+        write_json_atomic(grid / name / "failed.json", {"error": "NonFiniteLossError", "message": message})
+    rerun = fake_run(grid, "2_ae_rerun", model="ae")  # finished once, then rerun over and failed
+    time.sleep(0.01)
+    write_json_atomic(rerun / "failed.json", {"error": "OSError", "message": "disk full at epoch 4"})
+    os.utime(rerun / "metrics.json", (1, 1))
+    out = subprocess.run(
+        [sys.executable, "-m", "itsr.report", str(grid)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "no finished run" in out.stderr and "the report lists the failures" in out.stderr
+    text = (grid / "report.md").read_text()
+    assert "0 finished runs; 3 skipped or failed" in text
+    for reason in ("nan at epoch 3", "killed at epoch 9", "OSError: disk full at epoch 4"):
+        assert reason in text
+
+
 def test_nothing_readable_is_an_error(tmp_path) -> None:
     assert main([str(tmp_path)]) == 1
     assert main([str(tmp_path / "absent")]) == 1

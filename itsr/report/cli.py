@@ -6,7 +6,8 @@ Every metrics.json below the given directories is read; runs are grouped by sett
 method, test split and criterion; the Markdown report shows the paper's Table 1 and Fig. 5 layouts
 with our mean +- std over seeds, the paper's value and the difference, then AUROC and AP, which the
 paper lacks. Figures are written as PNG beside the report. Failed, half-written or unreadable runs
-are listed, never dropped silently; the exit status is non-zero only when nothing could be read.
+are listed, never dropped silently; a grid whose runs all failed still gets a report that lists each
+failure with its error. The exit status is non-zero only when no run directory at all was found.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from itsr.report.markdown import render
 from itsr.report.runs import read_runs
 from itsr.report.tables import aggregate
 
-# exit statuses: a report was written; no finished run to write about; the report could not be written
+# exit statuses: a report was written; no run directory to write about; the report could not be written
 OK, NOTHING_READ, NOT_WRITTEN = 0, 1, 2
 
 
@@ -41,9 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     runs, problems = read_runs(args.dirs)
     for problem in problems:
         print(f"skipped {problem.path}: {problem.status}: {problem.reason}", file=sys.stderr)
-    if not runs:
-        print(f"no finished run (metrics.json) below {', '.join(map(str, args.dirs))}", file=sys.stderr)
+    if not runs and not any(problem.path.is_dir() for problem in problems):  # a missing DIR is not a run
+        print(f"no run directory (metrics.json or failed.json) below {', '.join(map(str, args.dirs))}", file=sys.stderr)
         return NOTHING_READ
+    if not runs:  # a grid that failed is when a report is needed most: it lists every failure and its error
+        print(f"no finished run below {', '.join(map(str, args.dirs))}: the report lists the failures", file=sys.stderr)
     # here, not at the top: matplotlib loads only when a report is drawn, not on `import itsr.report`
     from itsr.report.figures import write_report_figures
 
