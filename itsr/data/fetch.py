@@ -113,6 +113,17 @@ class DataUnavailableError(RuntimeError):
     """No source could provide a verified copy of some file; the message says what was tried."""
 
 
+class DataDirectoryError(DataUnavailableError):
+    """The data cache cannot be created or written (read-only or virtual file system, no permission)."""
+
+    def __init__(self, folder: Path, error: OSError):
+        super().__init__(
+            f"cannot create or write the data directory {folder}: {error.strerror or error}. Point data_dir= "
+            "(or ITSR_DATA_DIR) at a writable folder, or put the verified files there by hand and run with "
+            "download=false"
+        )
+
+
 class SourceError(Exception):
     """A source could not provide a file; the message is the reason shown to the user."""
 
@@ -315,11 +326,18 @@ def _check_cache(folder: Path, file: FileSpec) -> tuple[str | None, str]:
             return "cache", ""
         except SourceError as error:
             LOGGER.warning("deleting bad cached file, will fetch it again: %s", error)
-            cached.unlink(missing_ok=True)
+            try:
+                cached.unlink(missing_ok=True)
+            except OSError as unlink_error:
+                raise DataDirectoryError(folder, unlink_error) from None
             reason = f"deleted bad copy: {error}"
     if hand_placed.is_file():
         try:
-            write_bytes_atomic(cached, _verified_bytes(hand_placed, file))
+            verified = _verified_bytes(hand_placed, file)
+            try:
+                write_bytes_atomic(cached, verified)
+            except OSError as error:
+                raise DataDirectoryError(folder, error) from None
             return f"cache ({hand_placed.name} placed by hand)", ""
         except SourceError as error:
             LOGGER.warning("ignoring bad hand-placed file: %s", error)
@@ -345,7 +363,10 @@ def fetch_dataset(
     """Make every file of `dataset` present and verified in the cache; report each file's origin."""
     spec = _resolve(dataset)
     folder = Path(data_dir) / spec.name
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataDirectoryError(folder, error) from None
     chosen_sources = default_sources(spec, timeout) if sources is None else list(sources)
     origins: dict[str, str] = {}
     failures: dict[str, list[tuple[str, str]]] = {}
@@ -357,7 +378,11 @@ def fetch_dataset(
             for source in chosen_sources if origin is None else ():
                 try:
                     candidate = source.get(spec, file, workdir)
-                    write_bytes_atomic(folder / file.name, _verified_bytes(candidate, file))
+                    verified = _verified_bytes(candidate, file)
+                    try:
+                        write_bytes_atomic(folder / file.name, verified)
+                    except OSError as error:
+                        raise DataDirectoryError(folder, error) from None
                     origin = source.name
                     break
                 except SourceError as error:
