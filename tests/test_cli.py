@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 
 import pytest
 
@@ -19,7 +20,6 @@ def python_m(*arguments: str) -> subprocess.CompletedProcess:
 
 def test_the_console_script_is_declared() -> None:
     """`make install` (pip install -e .) installs the `itsr` command from this entry."""
-    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["itsr"] == "itsr.cli:main"
 

@@ -111,7 +111,9 @@ def test_itsr_with_training_labels_that_name_no_anomaly_says_recall_is_undefined
 
 def test_the_summary_prints_n_a_for_undefined_numbers_and_zero_hits() -> None:
     cfg = compose_cfg(["dataset=folder", "dataset.root=/images", "model=itsr"])
-    refinement = [{"round": 3, "n_candidates": 12, "n_true_anomalies_in_candidates": 0, "precision": 0.0, "recall": 0.0}]
+    refinement = [
+        {"round": 3, "n_candidates": 12, "n_true_anomalies_in_candidates": 0, "precision": 0.0, "recall": 0.0}
+    ]
     metrics = {
         "metrics": {"test": {"rec": {"tpr": 0.5, "tnr": None, "bacc": float("nan"), "auroc": 0.9, "ap": 0.8}}},
         "n_train_anomalies": 4,
@@ -120,5 +122,9 @@ def test_the_summary_prints_n_a_for_undefined_numbers_and_zero_hits() -> None:
     text = console_summary(cfg, metrics, Path("/runs/x"))
     assert "test        rec        0.500    n/a    n/a  0.900  0.800" in text
     assert "12, of which 0 of 4 known anomalies (precision 0.00, recall 0.00)" in text
-    undefined = {**metrics, "refinement": [{**refinement[0], "precision": None, "recall": None}], "n_train_anomalies": 0}
+    undefined = {
+        **metrics,
+        "refinement": [{**refinement[0], "precision": None, "recall": None}],
+        "n_train_anomalies": 0,
+    }
     assert "precision and recall are undefined" in console_summary(cfg, undefined, Path("/runs/x"))

@@ -283,7 +283,10 @@ def test_a_terminated_run_exits_non_zero_and_says_how_to_resume(images, tmp_path
     no_traceback(out)
     assert not (run_dir / "metrics.json").exists()
     assert json.loads((run_dir / "failed.json").read_text())["error"] == "RunStopped"
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] >= 0
+    # the message names the epochs of the checkpoint that is really there, and that one can resume
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert f"({checkpoint['epoch'] + 1} epochs done)" in out.stderr
+    assert 0 < checkpoint["global_step"] and checkpoint["epoch"] + 1 < 100_000
 
 
 def test_a_terminated_grid_exits_non_zero_and_lists_the_jobs_that_did_not_run(images, tmp_path) -> None:

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_flush_denormal(flush_denormal)  # as a run does (itsr.runtime.configure_torch)
     probe = RateProbe(device)
     result: dict = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
