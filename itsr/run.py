@@ -30,6 +30,7 @@ from itsr.figures import write_run_figures
 from itsr.library_warnings import silence_third_party_noise
 from itsr.model_file import MODEL_FILE, save_model
 from itsr.progress import RunProgress
+from itsr.provenance import provenance, write_config
 from itsr.results import (
     METRICS_FILE,
     TEST_SCORES_FILE,
@@ -90,6 +91,7 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple) 
     configure_torch(cfg.threads, cfg.flush_denormal)
     pl.seed_everything(cfg.seed, workers=True)
     run_dir.mkdir(parents=True, exist_ok=True)
+    write_config(run_dir, config)
 
     dm = build_datamodule(cfg)
     dm.prepare_data()
@@ -127,6 +129,7 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple) 
         save_model(run_dir / MODEL_FILE, module, cfg.model.name, result.detector, dm.preprocessing)
         write_run_figures(run_dir, cfg, result, dm)
         metrics = run_metrics(cfg, dm, result, max_epochs, started, str(module.device), torch.get_num_threads())
+        metrics["provenance"] = provenance(config, str(module.device), str(cfg.trainer.precision))
         for callback in callbacks:  # ITSR's refinement adds its rounds and retraining figures
             if hasattr(callback, "add_results"):
                 callback.add_results(metrics, run_dir)

@@ -33,12 +33,15 @@ from itsr.peers.detector import (
     save_peer,
     score_images,
 )
+from itsr.provenance import provenance, write_config
 from itsr.results import METRICS_FORMAT, nan_to_none, run_identity, write_scores_csv
-from itsr.runtime import configure_torch
+from itsr.runtime import configure_torch, resolved_config
 from itsr.tracking import build_logger, finishing, log_results
 
 # PyOD's deep detectors call their training length by one of these names
 EPOCH_OPTIONS = ("epochs", "epoch_num")
+# PyOD computes in its own dtypes (NumPy float64; Deep SVDD in torch float32); no trainer.precision applies
+PEER_PRECISION = "pyod-default"
 
 
 def save_peer_model(path: Path, cfg: DictConfig, peer_sha256: str, thresholds: dict, train_scores: np.ndarray, prep):
@@ -69,6 +72,8 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
     configure_torch(cfg.threads, cfg.flush_denormal)
     pl.seed_everything(cfg.seed, workers=True)  # numpy's and torch's global RNGs: Deep SVDD shuffles with them
     run_dir.mkdir(parents=True, exist_ok=True)
+    config = resolved_config(cfg)
+    write_config(run_dir, config)
 
     dm = build_datamodule(cfg)
     dm.prepare_data()
@@ -142,6 +147,7 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
             "wall_time_s": round(time.time() - started, 1),
             "device": "cpu",
             "torch_threads": torch.get_num_threads(),
+            "provenance": provenance(config, "cpu", PEER_PRECISION),
         }
         metrics = nan_to_none(metrics)
         write_json_atomic(run_dir / "metrics.json", metrics)

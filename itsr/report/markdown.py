@@ -3,6 +3,7 @@ cell, the figures, and what could not be read), so the document's shape lives in
 
 from __future__ import annotations
 
+from itsr.report.provenance import provenance_table
 from itsr.report.runs import Problem, Run
 from itsr.report.tables import (
     FIG5_ALPHA,
@@ -42,6 +43,8 @@ def render(runs: list[Run], problems: list[Problem], figures: list[str]) -> str:
             lines += peer_verdicts(cells, alpha)
     lines += ["## Match with the paper", "", *match_summary(cells)]
     lines += ["## All cells, with AUROC and AP", "", *full_table(cells)]
+    if runs:
+        lines += provenance_table(runs)
     if figures:
         lines += ["## Figures", "", *[f"![{name}]({name})" for name in figures], ""]
     if problems:

@@ -1,0 +1,99 @@
+"""What made a run: the code (git commit, uncommitted changes), library versions, the precision, the
+hardware, and a fingerprint of every config value that can change a result.
+
+metrics.json carries these in its "provenance" block and the run directory gets config.yaml, the full
+resolved config, beside it; `itsr.report` shows the commit per group of runs and flags a group that
+mixes commits or configs. Importable without torch (the report reads the fingerprint rules).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+CONFIG_FILE = "config.yaml"  # the run's full resolved config, beside metrics.json
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Config keys that say where or how fast a run goes, or which run of a group it is, never what it computes:
+# left out of the fingerprint so that the seeds of one cell, or the same cell on two machines, share it.
+NOT_IN_FINGERPRINT = ("seed", "data_dir", "download", "threads", "progress", "checkpoint", "ckpt_path", "logger")
+LIBRARIES = ("torch", "pytorch-lightning", "numpy", "scikit-learn", "scipy", "pyod", "hydra-core")
+
+
+def code_version(repo: Path = REPO_ROOT) -> dict:
+    """The git commit the code ran at and whether tracked files differed from it (None outside a checkout)."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None, "why": "not a git checkout, or git is not installed"}
+    return {"commit": commit, "dirty": bool(changed), "changed_files": [line[3:] for line in changed][:50]}
+
+
+def library_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(device: str) -> dict:
+    """The CPU (model, cores this process may use) and, for a run on a GPU, the GPU's name."""
+    out = {"cpu": cpu_model(), "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+    if device.startswith("cuda"):
+        import torch
+
+        out["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return out
+
+
+def config_fingerprint(config: dict) -> str:
+    """sha256 (first 12 hex digits) of the resolved config without NOT_IN_FINGERPRINT's keys."""
+    kept = {k: v for k, v in config.items() if k not in NOT_IN_FINGERPRINT}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def provenance(config: dict, device: str, precision: str) -> dict:
+    """The metrics.json block: code, versions, precision, hardware and the config's fingerprint."""
+    return {
+        "code": code_version(),
+        "versions": library_versions(),
+        "precision": precision,
+        "hardware": hardware(device),
+        "config_fingerprint": config_fingerprint(config),
+        "config_file": CONFIG_FILE,
+    }
+
+
+def write_config(run_dir: Path, config: dict) -> None:
+    """config.yaml: the full resolved config of the run (what Hydra's .hydra/ holds, resolved, in one file)."""
+    from omegaconf import OmegaConf
+
+    from itsr.atomic import write_bytes_atomic
+
+    write_bytes_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(config)).encode())

@@ -1,0 +1,103 @@
+"""Issue 22.1: every run records what made it (config.yaml, commit, versions, precision, hardware),
+and the report shows the commit per group and flags a group that mixes commits or configs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from omegaconf import OmegaConf
+
+from itsr.atomic import write_json_atomic
+from itsr.provenance import CONFIG_FILE, config_fingerprint
+from itsr.report.markdown import render
+from itsr.report.runs import read_runs
+from itsr.run import train_and_evaluate
+from tests.conftest import REPO_ROOT, compose_cfg, tiny_overrides
+from tests.test_report import fake_run
+
+
+def head_commit() -> str:
+    return subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+
+
+def check_recorded(run_dir, metrics: dict, cfg) -> None:
+    recorded = metrics["provenance"]
+    assert recorded["code"]["commit"] == head_commit()
+    assert isinstance(recorded["code"]["dirty"], bool)
+    assert recorded["versions"]["torch"] and recorded["versions"]["pytorch-lightning"] and recorded["versions"]["pyod"]
+    assert recorded["hardware"]["cpu"] and recorded["hardware"]["cpu_cores"] >= 1
+    saved = OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_FILE), resolve=True)
+    assert saved == OmegaConf.to_container(cfg, resolve=True)  # the full resolved config, model options included
+    assert recorded["config_fingerprint"] == config_fingerprint(saved)
+
+
+@pytest.mark.skipif(not (REPO_ROOT / ".git").exists(), reason="needs the git checkout")
+def test_a_network_run_records_its_config_commit_versions_and_precision(tmp_path) -> None:
+    cfg = compose_cfg(
+        [
+            *tiny_overrides("itsr"),
+            "dataset.epochs.itsr_pretrain=1",
+            "dataset.epochs.itsr_round=1",
+            "dataset.epochs.itsr_retrain=1",
+            "model.refinement.rounds=1",
+            "trainer.precision=bf16-mixed",
+        ]
+    )
+    metrics = train_and_evaluate(cfg, tmp_path)
+    check_recorded(tmp_path, metrics, cfg)
+    assert metrics["provenance"]["precision"] == "bf16-mixed"
+    saved = OmegaConf.load(tmp_path / CONFIG_FILE)
+    assert saved.model.refinement.rounds == 1 and saved.model.module.hidden == [32, 32]
+
+
+@pytest.mark.skipif(not (REPO_ROOT / ".git").exists(), reason="needs the git checkout")
+def test_a_peer_run_records_the_same(tmp_path) -> None:
+    cfg = compose_cfg(["model=knn", "threads=1"])
+    metrics = train_and_evaluate(cfg, tmp_path)
+    check_recorded(tmp_path, metrics, cfg)
+    assert metrics["provenance"]["precision"] == "pyod-default"
+
+
+def test_the_fingerprint_ignores_seeds_and_paths_but_not_a_method_setting() -> None:
+    base = OmegaConf.to_container(compose_cfg(["model=itsr"]), resolve=True)
+    assert config_fingerprint({**base, "seed": 7, "data_dir": "/elsewhere", "threads": 2}) == config_fingerprint(base)
+    changed = json.loads(json.dumps(base))
+    changed["model"]["refinement"]["nu"] = 0.05
+    assert config_fingerprint(changed) != config_fingerprint(base)
+
+
+def with_provenance(run_dir, commit: str, fingerprint: str, dirty: bool = False) -> None:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["provenance"] = {
+        "code": {"commit": commit, "dirty": dirty},
+        "config_fingerprint": fingerprint,
+        "precision": "32-true",
+    }
+    write_json_atomic(run_dir / "metrics.json", metrics)
+
+
+def provenance_rows(root) -> dict[str, str]:
+    runs, problems = read_runs([root])
+    text = render(runs, problems, [])
+    section = text.split("## Provenance")[1].split("\n## ")[0]
+    return {line.split(" | ")[2]: line for line in section.splitlines() if line.startswith("| mnist")}
+
+
+def test_the_report_shows_commits_per_group_and_flags_mixed_ones(tmp_path) -> None:
+    with_provenance(fake_run(tmp_path, "itsr0", seed=0), "a" * 40, "f1")
+    with_provenance(fake_run(tmp_path, "itsr1", seed=1), "a" * 40, "f1")
+    with_provenance(fake_run(tmp_path, "aae0", model="aae", seed=0), "a" * 40, "f2")
+    with_provenance(fake_run(tmp_path, "aae1", model="aae", seed=1), "b" * 40, "f2", dirty=True)
+    with_provenance(fake_run(tmp_path, "ae0", model="ae", seed=0), "a" * 40, "f3")
+    with_provenance(fake_run(tmp_path, "ae1", model="ae", seed=1), "a" * 40, "f4")
+    fake_run(tmp_path, "old", model="ae", alpha=0.01)  # made before provenance was recorded
+    rows = provenance_rows(tmp_path)
+    assert "aaaaaaa" in rows["itsr"] and "⚠" not in rows["itsr"]
+    assert "aaaaaaa, bbbbbbb+dirty" in rows["aae"] and "⚠ mixed" in rows["aae"]
+    assert "f3, f4" in rows["ae"] and "⚠ mixed" in rows["ae"]
+    runs, problems = read_runs([tmp_path])
+    assert "| mnist_0v2 | 0.01 | ae | 1 | not recorded | not recorded |" in render(runs, problems, [])
