@@ -10,6 +10,7 @@ from itsr.data.datamodule import LabelledImages, TensorDataModule
 from itsr.models import AdversarialAutoencoderModule, AutoencoderModule, NonFiniteLossError
 from itsr.models.base import generator_loss, generator_loss_per_sample, weighted_mean
 from itsr.scoring import reconstruction_error, standard_normal_log_likelihood
+from tests.conftest import toy_images
 
 
 def tiny_ae(dim: int = 16) -> AutoencoderModule:
@@ -226,3 +227,98 @@ def test_generator_loss_weighs_each_sample_once() -> None:
     # -1 * BCE(D, code) would be negative; the term for w = -1 is |w| * BCE(D, code) >= 0
     assert per_sample[1] > 0 and per_sample[2] == 0
     assert generator_loss(logits, codes, w) == pytest.approx(float(per_sample.sum() / 3))
+
+
+def retrain_negative_samples(defect: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A tiny AAE trained with all weights 1 (its discriminator learns the codes), then retrained with
+    w = -1 on the 8 planted anomalies, the module's own training_step throughout; returns the mean
+    reconstruction error of (negative, weight-1) samples, as the ratio end / start of retraining.
+
+    defect="squared_weight": the double-weighting defect of old (each value weighed twice, so w = -1
+    becomes +1) in the reconstruction step, to show that the assertions below catch it.
+    """
+    from itsr.models import aae as aae_module
+    from itsr.models import base
+
+    torch.manual_seed(0)
+    module = tiny_aae()
+    images = toy_images(120, 8)
+    dm = TensorDataModule(images, {"observed": images}, batch_size=32, seed=0)
+    dm.setup()
+    trainer(max_epochs=30).fit(module, datamodule=dm)
+    negative = images.is_anomaly
+
+    def errors() -> tuple[torch.Tensor, torch.Tensor]:
+        module.eval()
+        with torch.no_grad():
+            e = reconstruction_error(images.x, module.decoder(module.encoder(images.x)))
+        return e[negative].mean(), e[~negative].mean()
+
+    start = errors()
+    weights = torch.ones(len(images))
+    weights[negative] = -1.0
+    dm.set_sample_weights(weights)
+    original = aae_module.weighted_mean
+    if defect == "squared_weight":
+        aae_module.weighted_mean = lambda values, w: base.weighted_mean(w * values, w)
+    try:
+        trainer(max_epochs=60).fit(module, datamodule=dm)
+    finally:
+        aae_module.weighted_mean = original
+    end = errors()
+    return end[0] / start[0], end[1] / start[1]
+
+
+@pytest.mark.slow
+def test_retraining_with_a_trained_discriminator_raises_the_negative_samples_error() -> None:
+    """Sec. 4.2's retraining: w < 0 must push a candidate's reconstruction error up, with every step of
+    the AAE (a trained discriminator, its own generator step) running, while weight-1 samples stay learned.
+    The double-weighting defect reverses the push: the same assertions fail on it."""
+    negative, kept = retrain_negative_samples()
+    assert negative > 2.0, f"the negative-weight samples' error rose only {negative:.2f}x"
+    assert kept < 1.5, f"the weight-1 samples' error rose {kept:.2f}x"
+    defect_negative, _ = retrain_negative_samples("squared_weight")
+    assert defect_negative < 1.0 < negative, "the squared weight learns the candidates instead"
+
+
+def train_discriminator_only(weight_of_candidates: float, signed: bool = False) -> dict:
+    """Adam steps of a discriminator on fixed codes (candidates' codes off the mode) against prior samples,
+    with discriminator_loss as the AAE's step 2 uses it; the candidates carry the given weight.
+    signed=True: the defect of counting a code with its signed weight instead of max(w, 0)."""
+    from itsr.models import base
+    from itsr.nets import Discriminator
+
+    torch.manual_seed(0)
+    discriminator = Discriminator(2, [24, 24])
+    codes = torch.randn(64, 2) * 0.5
+    codes[:8] += torch.tensor([1.0, 1.0])  # the candidates: 8 codes one std off the bulk, inside the prior
+    weights = torch.ones(64)
+    weights[:8] = weight_of_candidates
+    opt = torch.optim.Adam(discriminator.parameters(), lr=1e-2, betas=(0.5, 0.999))
+    prior_draws = torch.Generator().manual_seed(1)
+    for _ in range(150):
+        prior = torch.randn(64, 2, generator=prior_draws)
+        if signed:
+            real = base.F.binary_cross_entropy_with_logits(discriminator(prior), torch.ones(64))
+            fake = base.F.binary_cross_entropy_with_logits(discriminator(codes), torch.zeros(64), reduction="none")
+            loss = real + base.weighted_mean(fake, weights)
+        else:
+            loss = base.discriminator_loss(discriminator(prior), discriminator(codes), weights)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        d_candidates = torch.sigmoid(discriminator(codes[:8])).mean()
+    return {"state": {k: v.clone() for k, v in discriminator.state_dict().items()}, "d": float(d_candidates)}
+
+
+def test_the_discriminator_counts_a_negative_weight_as_zero() -> None:
+    """A candidate's code is never taught to the discriminator as a prior sample: w = -1 trains it exactly
+    as w = 0 does (max(w, 0)) and unlike w = 1, which teaches it as a code; counting the signed weight
+    instead (the defect this guards against) makes the discriminator call the candidates prior samples."""
+    negative, removed, kept = (train_discriminator_only(w) for w in (-1.0, 0.0, 1.0))
+    for name, tensor in removed["state"].items():
+        assert torch.equal(negative["state"][name], tensor), f"discriminator.{name} differs between w = -1 and w = 0"
+    assert kept["d"] < removed["d"] - 0.1, "weight 1 teaches the candidates' codes as codes"
+    signed = train_discriminator_only(-1.0, signed=True)
+    assert signed["d"] > removed["d"] + 0.1, f"signed weight: D(candidates) {signed['d']:.2f} vs {removed['d']:.2f}"
