@@ -20,6 +20,7 @@ from itsr.data import __main__ as cli
 from itsr.data.fetch import (
     DATA_DIR_ENV,
     DATASETS,
+    DataDirectoryError,
     DatasetSpec,
     DataUnavailableError,
     DebianPackageSource,
@@ -183,7 +184,8 @@ def test_failed_write_leaves_no_temp_file(tmp_path: Path, upstream, monkeypatch)
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
+    # one line naming the directory and the cause (issue 21.3), not a bare library OSError
+    with pytest.raises(DataDirectoryError, match=f"data directory {tmp_path / 'tiny'}: disk full"):
         fetch(spec, tmp_path, sources=[FolderSource("good", good)])
     assert list((tmp_path / "tiny").iterdir()) == []
 
