@@ -65,7 +65,14 @@ def build(node: DictConfig, key: str, **kwargs):
 
 
 def build_datamodule(cfg: DictConfig):
-    return build(cfg.dataset.datamodule, "dataset.datamodule")
+    """The dataset's DataModule, with the scoring's hold-out slice (scoring.holdout_fraction) set aside."""
+    dm = build(cfg.dataset.datamodule, "dataset.datamodule")
+    fraction = cfg.scoring.get("holdout_fraction", 0.0)
+    try:
+        dm.hold_out(fraction)
+    except OptionError as error:
+        raise ConfigError(f"scoring.holdout_fraction {error.rule}, got {error.value!r}") from error
+    return dm
 
 
 def build_callbacks(cfg: DictConfig) -> list:

@@ -1,5 +1,6 @@
 """Training curves (Figs. 1 and 4): every N epochs, the reconstruction error of normal vs anomalous
-training images and the test metrics under the thresholds of that moment."""
+training images and the test metrics under the thresholds of that moment: the paper's (training
+scores) and, with a held-out slice, the calibrated ones (columns ending in `_holdout`)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,10 @@ class TrainingCurves(pl.Callback):
             for criterion, values in by_criterion.items():
                 for metric in ("tpr", "tnr", "bacc", "auroc"):
                     row[f"{split}_{criterion}_{metric}"] = values[metric]
+        for split, by_criterion in (result.metrics_holdout or {}).items():  # the calibrated rule (issue 23)
+            for criterion, values in by_criterion.items():
+                for metric in ("tpr", "tnr", "bacc"):  # AUROC does not depend on the threshold
+                    row[f"{split}_{criterion}_{metric}_holdout"] = values[metric]
         self.rows.append(row)
         write_csv_atomic(self.path, self.rows)
         if pl_module.logger is not None:

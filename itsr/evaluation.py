@@ -16,8 +16,11 @@ from itsr.scoring import Thresholds
 @dataclass
 class Evaluation:
     detector: ThresholdDetector
-    scores: dict[str, dict[str, torch.Tensor]]  # split ("train", "observed", ...) -> score name -> [N]
+    scores: dict[str, dict[str, torch.Tensor]]  # split ("train", "holdout", "observed", ...) -> score name -> [N]
     metrics: dict[str, dict[str, dict[str, float]]]  # test split -> criterion -> metric -> value
+    # the calibrated rule (issue 23): the same percentiles of the held-out slice's scores; None without one
+    holdout_detector: ThresholdDetector | None = None
+    metrics_holdout: dict[str, dict[str, dict[str, float]]] | None = None
 
     @property
     def thresholds(self) -> Thresholds:
@@ -50,7 +53,8 @@ def evaluate(
     threshold_population: str = "all",
 ) -> Evaluation:
     """The detector fitted on the training scores (see threshold_mask); then the metrics of every
-    criterion on every test split."""
+    criterion on every test split. With a held-out slice, a second detector from its scores and the
+    same metrics under it."""
     scores = {"train": model.score(datamodule.train.x, batch_size)}
     for split, images in datamodule.test.items():
         scores[split] = model.score(images.x, batch_size)
@@ -59,13 +63,25 @@ def evaluate(
     detector = ThresholdDetector.fit(
         train["rec_error"], train.get("log_likelihood"), rec_percentile, lik_percentile, mask=mask
     )
-    metrics = {
+    result = Evaluation(detector, scores, test_metrics(detector, datamodule, scores))
+    holdout = getattr(datamodule, "holdout", None)
+    if holdout is not None:
+        held = scores["holdout"] = model.score(holdout.x, batch_size)
+        result.holdout_detector = ThresholdDetector.fit(
+            held["rec_error"], held.get("log_likelihood"), rec_percentile, lik_percentile
+        )
+        result.metrics_holdout = test_metrics(result.holdout_detector, datamodule, scores)
+    return result
+
+
+def test_metrics(detector: ThresholdDetector, datamodule: AnomalyDataModule, scores: dict) -> dict:
+    """Every criterion's metrics on every labelled test split, under one detector's thresholds."""
+    return {
         split: detector.evaluate(
             datamodule.test[split].is_anomaly, scores[split]["rec_error"], scores[split].get("log_likelihood")
         )
         for split in datamodule.test
     }
-    return Evaluation(detector, scores, metrics)
 
 
 def error_by_group(rec_error: torch.Tensor, is_anomaly: torch.Tensor) -> dict[str, float]:

@@ -42,9 +42,11 @@ def save_model(
     model_name: str,
     detector: ThresholdDetector,
     preprocessing: Preprocessing,
+    holdout_detector: ThresholdDetector | None = None,
 ) -> None:
     """The network (its registered class, hparams and weights), the fitted detector with its training
-    scores (so other percentiles can be chosen when scoring), and the preprocessing."""
+    scores (so other percentiles can be chosen when scoring), the detector calibrated on the held-out
+    slice where the run had one, and the preprocessing."""
     payload = {
         "format": MODEL_FORMAT,
         "model": model_name,
@@ -53,6 +55,7 @@ def save_model(
         "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
         "preprocessing": preprocessing.to_dict(),
         **detector.to_dict(),
+        "holdout_detector": None if holdout_detector is None else holdout_detector.to_dict(),
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -92,9 +95,15 @@ def read_model_file(model: str | Path) -> dict:
     return payload
 
 
-def load_model(model: str | Path, payload: dict | None = None) -> tuple[AnomalyModel, ThresholdDetector, dict]:
+THRESHOLD_SOURCES = ("auto", "train", "holdout")  # itsr predict --thresholds
+
+
+def load_model(
+    model: str | Path, payload: dict | None = None, thresholds: str = "auto"
+) -> tuple[AnomalyModel, ThresholdDetector, dict]:
     """The module in eval mode, its detector, and the file's metadata (payload: the file's content, if
-    already read)."""
+    already read). thresholds: "train" (the paper's rule, from the training scores), "holdout" (calibrated
+    on the held-out slice; refused for a model trained without one) or "auto" (holdout where there is one)."""
     path = resolve_model_path(model)
     payload = read_model_file(model) if payload is None else payload
     if payload.get("module") == PEER_MODULE:
@@ -120,6 +129,16 @@ def load_model(model: str | Path, payload: dict | None = None) -> tuple[AnomalyM
         module = module_class(**payload["hparams"])
         module.load_state_dict(payload["state_dict"])
         detector = ThresholdDetector.from_dict(payload)
+        held = payload.get("holdout_detector")
+        if thresholds == "holdout" and held is None:
+            raise ModelFileError(
+                f"{path}: --thresholds holdout, but this model was trained without a held-out slice "
+                "(scoring.holdout_fraction=0); use --thresholds train"
+            )
+        if thresholds in ("holdout", "auto") and held is not None:
+            detector = ThresholdDetector.from_dict(held)
+    except ModelFileError:
+        raise
     except Exception as error:  # hparams, weights or preprocessing that do not fit each other
         raise ModelFileError(
             f"{path}: its {payload['module']} network or preprocessing does not fit this version "

@@ -24,7 +24,7 @@ from itsr.atomic import write_bytes_atomic
 from itsr.cli import program_name
 from itsr.data.images import ImageSizeError, Preprocessing, find_images, load_images
 from itsr.errors import OptionError
-from itsr.model_file import ModelFileError, load_model, read_model_file
+from itsr.model_file import THRESHOLD_SOURCES, ModelFileError, load_model, read_model_file
 from itsr.peers import PEER_CRITERIA, PEER_MODULE, SCORE_CRITERION, PeerError
 from itsr.scoring import CRITERIA, Thresholds, check_percentile, criterion_scores, decisions, fit_thresholds
 
@@ -45,12 +45,16 @@ def score_paths(
     batch_size: int = 1024,
     device: str | None = None,
     progress: bool = False,
+    thresholds: str = "auto",
 ) -> dict:
-    """Scores of every readable image; the result also lists skipped files and the thresholds used."""
+    """Scores of every readable image; the result also lists skipped files and the thresholds used.
+    thresholds: "train", "holdout" or "auto" (the held-out slice's where the model has one)."""
     payload = read_model_file(model)
     if payload.get("module") == PEER_MODULE:
-        return score_paths_with_peer(model, payload, inputs, criterion, rec_percentile, lik_percentile, progress)
-    module, detector, payload = load_model(model, payload)
+        return score_paths_with_peer(
+            model, payload, inputs, criterion, rec_percentile, lik_percentile, progress, thresholds
+        )
+    module, detector, payload = load_model(model, payload, thresholds)
     if lik_percentile is not None and not module.has_likelihood:
         raise PredictError(
             f"--lik-percentile {lik_percentile:g}: this {payload['model']} model has no latent prior, so no "
@@ -75,6 +79,7 @@ def score_paths(
         "reconstruction": module.decode(scores["code"].to(module.device)).detach().cpu(),
         "inputs": x,
         "thresholds": detector.thresholds,
+        "threshold_source": "holdout" if thresholds != "train" and payload.get("holdout_detector") else "train",
         "criterion": criterion,
         "preprocessing": prep,
     }
@@ -98,6 +103,7 @@ def score_paths_with_peer(
     percentile: float | None,
     lik_percentile: float | None,
     progress: bool,
+    thresholds: str = "auto",
 ) -> dict:
     """A PyOD peer's run: its detector comes from the pickle beside model.pt, which is unpickled only when
     MODEL is the run directory (the user named it), never from a model.pt path alone."""
@@ -120,8 +126,12 @@ def score_paths_with_peer(
     x, kept, skipped = _images(inputs, prep, progress)
     detector = load_peer(Path(model), payload["peer_sha256"])
     raw = torch.from_numpy(score_images(detector, x.numpy()))
-    train = payload["train_score"]
-    saved = payload["thresholds"]
+    held = payload.get("holdout_score")
+    if thresholds == "holdout" and held is None:
+        raise PredictError(f"--thresholds holdout: this {name} peer was fitted without a held-out slice")
+    source = "holdout" if thresholds != "train" and held is not None else "train"
+    train = held if source == "holdout" else payload["train_score"]
+    saved = payload["thresholds_holdout"] if source == "holdout" else payload["thresholds"]
     if percentile is not None:  # the saved training scores, another percentile: as --rec-percentile for our models
         threshold = fit_thresholds(train, rec_percentile=percentile)
     else:  # the threshold saved for the criterion, scaled by the training median as our models' scores
@@ -135,6 +145,7 @@ def score_paths_with_peer(
         "reconstruction": None,
         "inputs": x,
         "thresholds": threshold,
+        "threshold_source": source,
         "criterion": criterion,
         "preprocessing": prep,
         "peer": name,
@@ -274,6 +285,14 @@ def main(argv: list[str] | None = None) -> int:
         help="T_prior from this percentile of the training "
         "log-likelihoods instead of the saved threshold (the paper: 10)",
     )
+    parser.add_argument(
+        "--thresholds",
+        choices=THRESHOLD_SOURCES,
+        default="auto",
+        help="train: the paper's rule (percentiles of the training scores); holdout: the same percentiles of the "
+        "held-out slice's scores (a run with scoring.holdout_fraction > 0); auto (default): holdout where the model "
+        "has one, else train",
+    )
     parser.add_argument("--montage", type=Path, help="PNG grid of the most anomalous images and reconstructions")
     parser.add_argument("--montage-count", type=int, default=MONTAGE_DEFAULT_COUNT, help="images in the montage")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE_DEFAULT, help="images scored at once")
@@ -294,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             args.batch_size,
             args.device,
             progress=True,
+            thresholds=args.thresholds,
         )
     except (ModelFileError, PredictError, PeerError, ImageSizeError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -311,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"scored {n} images: {flagged} flagged as anomalous ({100 * flagged / n:.1f}%), criterion "
         f"{result['criterion']}, {threshold}" + (f", T_prior {th.t_prior:.4g}" if th.t_prior else "")
+        + f" (thresholds from the {'held-out slice' if result['threshold_source'] == 'holdout' else 'training set'})"
     )
     if result["skipped"]:
         print(f"skipped {len(result['skipped'])} unreadable files:")

@@ -26,6 +26,7 @@ METRICS_FORMAT = 1  # bump when the layout of metrics.json changes; the report c
 FAILURE_FILE = "failed.json"  # a failed job's note (error type and message), shown by the report
 TEST_SCORES_FILE = "test_scores.csv"  # per-sample test scores: every metric can be recomputed from them
 TRAIN_SCORES_FILE = "train_scores.csv"  # per-sample training scores after training
+HOLDOUT_SCORES_FILE = "holdout_scores.csv"  # per-sample scores of the held-out slice (scoring.holdout_fraction)
 CURVES_FILE = "curves.csv"  # test metrics and training errors every N epochs (Figs. 1, 4)
 REFINEMENT_FILE = "refinement.csv"  # ITSR: one row per detection round
 
@@ -62,7 +63,7 @@ def run_metrics(
     """metrics.json of a trained model (before ITSR adds its refinement history)."""
     from itsr.evaluation import error_by_group
 
-    return {
+    metrics = {
         "format_version": METRICS_FORMAT,
         "config": run_identity(cfg, epochs=epochs, batch_size=cfg.batch_size),
         "n_train": len(dm.train),
@@ -74,6 +75,26 @@ def run_metrics(
         "device": device,
         "torch_threads": threads,
     }
+    if result.holdout_detector is not None:
+        held = result.holdout_detector.thresholds
+        metrics |= holdout_results(dm, {"t_rec": held.t_rec, "t_prior": held.t_prior}, result.metrics_holdout)
+    return metrics
+
+
+def holdout_results(dm: AnomalyDataModule, thresholds: dict, metrics_by_split: dict) -> dict:
+    """metrics.json's calibrated rule: the held-out slice, its thresholds and the test metrics under them."""
+    held = dm.holdout
+    return {
+        "holdout": {"fraction": dm.holdout_fraction, "n": len(held), "n_anomalies": int(held.is_anomaly.sum())},
+        "thresholds_holdout": thresholds,
+        "metrics_holdout": metrics_by_split,
+    }
+
+
+def write_holdout_scores(path: Path, scores: dict[str, list], dm: AnomalyDataModule) -> None:
+    """Per-sample scores of the held-out slice: the calibrated thresholds are their percentiles."""
+    columns = {"label": dm.holdout.labels.tolist(), "anomaly": dm.holdout.is_anomaly.int().tolist(), **scores}
+    write_scores_csv(path, columns)
 
 
 def write_scores_csv(path: Path, columns: dict[str, list]) -> None:
@@ -124,10 +145,10 @@ def number_or_na(value: float | None, spec: str = ".3f") -> str:
     return format(value, spec)
 
 
-def results_table(metrics: dict) -> str:
+def results_table(metrics: dict, key: str = "metrics") -> str:
     """A small console table; reports are built from metrics.json, never from this text."""
     lines = [f"{'split':<11} {'criterion':<9} {'TPR':>6} {'TNR':>6} {'BACC':>6} {'AUROC':>6} {'AP':>6}"]
-    for split, by_criterion in metrics["metrics"].items():
+    for split, by_criterion in metrics[key].items():
         for criterion, m in by_criterion.items():
             cells = " ".join(f"{number_or_na(m[k]):>6}" for k in ("tpr", "tnr", "bacc", "auroc", "ap"))
             lines.append(f"{split:<11} {criterion:<9} {cells}")
@@ -151,6 +172,10 @@ def candidate_summary(metrics: dict) -> str:
 def console_summary(cfg: DictConfig, metrics: dict, run_dir: Path) -> str:
     """What a finished run prints: the table, ITSR's candidate set, the run directory."""
     lines = [f"\n{cfg.model.name} on {cfg.dataset.setting}, alpha={cfg.alpha}, seed={cfg.seed}", results_table(metrics)]
+    if metrics.get("metrics_holdout") is not None:
+        held = metrics["holdout"]
+        lines.append(f"thresholds from the held-out slice ({held['n']} unlabeled training images, never trained on):")
+        lines.append(results_table(metrics, "metrics_holdout"))
     if metrics.get("refinement"):
         lines.append(candidate_summary(metrics))
     lines.append(f"run directory: {run_dir}")

@@ -32,6 +32,7 @@ from itsr.model_file import MODEL_FILE, save_model
 from itsr.progress import RunProgress
 from itsr.provenance import provenance, write_config
 from itsr.results import (
+    HOLDOUT_SCORES_FILE,
     METRICS_FILE,
     TEST_SCORES_FILE,
     TRAIN_SCORES_FILE,
@@ -39,6 +40,7 @@ from itsr.results import (
     headline_bacc,
     nan_to_none,
     run_metrics,
+    write_holdout_scores,
     write_test_scores,
     write_train_scores,
 )
@@ -126,7 +128,12 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple) 
         if dm.test:
             write_test_scores(run_dir / TEST_SCORES_FILE, result, dm)
         write_train_scores(run_dir / TRAIN_SCORES_FILE, result, dm, callbacks)
-        save_model(run_dir / MODEL_FILE, module, cfg.model.name, result.detector, dm.preprocessing)
+        if dm.holdout is not None:
+            held = {k: v.tolist() for k, v in result.scores["holdout"].items() if k != "code"}
+            write_holdout_scores(run_dir / HOLDOUT_SCORES_FILE, held, dm)
+        save_model(
+            run_dir / MODEL_FILE, module, cfg.model.name, result.detector, dm.preprocessing, result.holdout_detector
+        )
         write_run_figures(run_dir, cfg, result, dm)
         metrics = run_metrics(cfg, dm, result, max_epochs, started, str(module.device), torch.get_num_threads())
         metrics["provenance"] = provenance(config, str(module.device), str(cfg.trainer.precision))

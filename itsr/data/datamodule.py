@@ -18,7 +18,14 @@ from torch.utils.data import DataLoader, Sampler
 
 from itsr.data.fetch import DATASETS, fetch, read_arrays
 from itsr.data.images import MNIST_PREPROCESSING, Preprocessing
-from itsr.data.splits import TEST_SPLITS, check_alpha, contaminated_training_indices, evaluation_split_indices
+from itsr.data.splits import (
+    TEST_SPLITS,
+    check_alpha,
+    check_holdout_fraction,
+    contaminated_training_indices,
+    evaluation_split_indices,
+    holdout_split,
+)
 from itsr.errors import OptionError, check_choice
 
 # Raw IDX pixels are bytes; the decoder's sigmoid output lives in [0, 1].
@@ -36,6 +43,10 @@ class LabelledImages:
 
     def __len__(self) -> int:
         return self.x.shape[0]
+
+    def subset(self, index: np.ndarray) -> LabelledImages:
+        index = torch.from_numpy(index)
+        return LabelledImages(self.x[index], self.labels[index], self.is_anomaly[index])
 
 
 def to_unit_float(images: np.ndarray) -> torch.Tensor:
@@ -113,6 +124,17 @@ class AnomalyDataModule(pl.LightningDataModule):
         self.test: dict[str, LabelledImages] = {}
         self.sample_weights: torch.Tensor | None = None
         self._pending_weights: torch.Tensor | None = None
+        self.holdout_fraction = 0.0
+        self.holdout: LabelledImages | None = None  # never trained on: calibrates the thresholds (issue 23)
+
+    def hold_out(self, fraction: float) -> None:
+        """Keep this fraction of the (unlabeled, contaminated) training set out of training, drawn with
+        the seed when the data is set up. It is never in the sampler, the weights, batch norm's
+        statistics or the refinement's SVM: all of those see `train`, which no longer holds it."""
+        check_holdout_fraction(fraction)
+        if self.train is not None:
+            raise RuntimeError("hold_out() must be called before setup()")
+        self.holdout_fraction = fraction
 
     def load(self) -> tuple[LabelledImages, dict[str, LabelledImages]]:
         raise NotImplementedError
@@ -121,6 +143,9 @@ class AnomalyDataModule(pl.LightningDataModule):
         if self.train is not None:
             return
         self.train, self.test = self.load()
+        if self.holdout_fraction > 0:
+            trained, held_out = holdout_split(len(self.train), self.holdout_fraction, self.seed)
+            self.train, self.holdout = self.train.subset(trained), self.train.subset(held_out)
         self.sample_weights = torch.ones(len(self.train))
         if self._pending_weights is not None:
             self.set_sample_weights(self._pending_weights)

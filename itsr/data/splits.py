@@ -76,3 +76,24 @@ def evaluation_split_indices(
         raise ValueError(f"unknown test split {split!r}; choose one of {TEST_SPLITS}")
     indices = np.flatnonzero(keep)
     return indices, ~is_normal[indices]
+
+
+HOLDOUT_RANGE = (0.0, 0.5)  # [low, high): the model must still train on most of its set
+HOLDOUT_STREAM = 0x686F6C64  # keeps the hold-out draw independent of the anomaly draw that uses the same seed
+
+
+def check_holdout_fraction(fraction: float) -> None:
+    low, high = HOLDOUT_RANGE
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not low <= fraction < high:
+        raise OptionError("holdout_fraction", f"must lie in [{low:g}, {high:g})", fraction)
+
+
+def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(trained, held_out) sorted index arrays: a seeded draw of round(fraction * n) samples, stratified by
+    nothing (the training set is unlabeled), so the held-out slice is as contaminated as the rest."""
+    check_holdout_fraction(fraction)
+    n_held = int(math.floor(fraction * n + 0.5))
+    if fraction > 0 and not 2 <= n_held <= n - 2:
+        raise OptionError("holdout_fraction", f"leaves {n_held} of {n} samples held out; needs 2..{n - 2}", fraction)
+    order = np.random.default_rng([seed, HOLDOUT_STREAM]).permutation(n)
+    return np.sort(order[n_held:]), np.sort(order[:n_held])

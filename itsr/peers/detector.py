@@ -111,6 +111,17 @@ def peer_thresholds(train_scores: np.ndarray, detector, score_percentile: float)
     }
 
 
+def peer_holdout_thresholds(holdout_scores: np.ndarray, detector, score_percentile: float) -> dict[str, float]:
+    """The calibrated rule: the same percentiles taken over the held-out slice's scores. `contamination`
+    becomes the (1 - contamination) quantile of those scores, as PyOD's threshold_ is of the training scores."""
+    held = torch.from_numpy(holdout_scores)
+    return {
+        SCORE_CRITERION: percentile(held, score_percentile),
+        CONTAMINATION_CRITERION: percentile(held, 100.0 * (1.0 - float(detector.contamination))),
+        "median": percentile(held, 50.0),
+    }
+
+
 def evaluate_peer_split(thresholds: dict[str, float], is_anomaly: torch.Tensor, scores: np.ndarray) -> dict:
     """TPR/TNR/BACC per criterion with the paper's strict rule (score > threshold); AUROC and AP of the raw
     score, which both criteria share."""

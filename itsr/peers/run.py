@@ -29,12 +29,21 @@ from itsr.peers.detector import (
     detector_options,
     evaluate_peer_split,
     fit_detector,
+    peer_holdout_thresholds,
     peer_thresholds,
     save_peer,
     score_images,
 )
 from itsr.provenance import provenance, write_config
-from itsr.results import METRICS_FORMAT, nan_to_none, run_identity, write_scores_csv
+from itsr.results import (
+    HOLDOUT_SCORES_FILE,
+    METRICS_FORMAT,
+    holdout_results,
+    nan_to_none,
+    run_identity,
+    write_holdout_scores,
+    write_scores_csv,
+)
 from itsr.runtime import configure_torch, resolved_config
 from itsr.tracking import build_logger, finishing, log_results
 
@@ -44,8 +53,17 @@ EPOCH_OPTIONS = ("epochs", "epoch_num")
 PEER_PRECISION = "pyod-default"
 
 
-def save_peer_model(path: Path, cfg: DictConfig, peer_sha256: str, thresholds: dict, train_scores: np.ndarray, prep):
-    """model.pt of a peer: plain data and tensors only (weights_only loading), pointing at peer.joblib."""
+def save_peer_model(
+    path: Path,
+    cfg: DictConfig,
+    peer_sha256: str,
+    thresholds: dict,
+    train_scores: np.ndarray,
+    prep,
+    holdout: tuple[dict, np.ndarray] | None = None,
+):
+    """model.pt of a peer: plain data and tensors only (weights_only loading), pointing at peer.joblib;
+    holdout: the calibrated thresholds and the held-out slice's scores, where the run had one."""
     target, options = detector_options(cfg.model.detector)
     payload = {
         "format": MODEL_FORMAT,
@@ -59,6 +77,8 @@ def save_peer_model(path: Path, cfg: DictConfig, peer_sha256: str, thresholds: d
         "criterion": SCORE_CRITERION,
         "preprocessing": prep.to_dict(),
         "train_score": torch.from_numpy(train_scores),  # re-threshold at other percentiles when scoring
+        "thresholds_holdout": None if holdout is None else holdout[0],
+        "holdout_score": None if holdout is None else torch.from_numpy(holdout[1]),
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -96,6 +116,11 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
             split: evaluate_peer_split(thresholds, dm.test[split].is_anomaly, scores)
             for split, scores in test_scores.items()
         }
+        holdout = None
+        if dm.holdout is not None:  # fitted on the trained part only; thresholds from the held-out slice
+            held_scores = score_images(detector, dm.holdout.x.numpy())
+            holdout = (peer_holdout_thresholds(held_scores, detector, cfg.scoring.rec_percentile), held_scores)
+            write_holdout_scores(run_dir / HOLDOUT_SCORES_FILE, {SCORE_CRITERION: held_scores.tolist()}, dm)
 
         if dm.test:
             columns: dict[str, list] = {"split": [], "label": [], "anomaly": [], SCORE_CRITERION: []}
@@ -113,7 +138,7 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
                 SCORE_CRITERION: train_scores.tolist(),
             },
         )
-        save_peer_model(run_dir / MODEL_FILE, cfg, peer_sha256, thresholds, train_scores, dm.preprocessing)
+        save_peer_model(run_dir / MODEL_FILE, cfg, peer_sha256, thresholds, train_scores, dm.preprocessing, holdout)
         train_tensor = torch.from_numpy(train_scores)
         training_error_histogram(
             train_tensor,
@@ -149,6 +174,16 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
             "torch_threads": torch.get_num_threads(),
             "provenance": provenance(config, "cpu", PEER_PRECISION),
         }
+        if holdout is not None:
+            held_thresholds = holdout[0]
+            metrics |= holdout_results(
+                dm,
+                {k: held_thresholds[k] for k in (SCORE_CRITERION, CONTAMINATION_CRITERION)},
+                {
+                    split: evaluate_peer_split(held_thresholds, dm.test[split].is_anomaly, scores)
+                    for split, scores in test_scores.items()
+                },
+            )
         metrics = nan_to_none(metrics)
         write_json_atomic(run_dir / "metrics.json", metrics)
         log_results(logger, metrics, sorted(run_dir.glob("*.png")))
