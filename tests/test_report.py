@@ -190,3 +190,18 @@ def test_a_tiny_sweep_then_the_report_fills_every_cell_and_draws_the_figures(tmp
         width, height = png_size(sweep / figure)
         assert width > 400 and height > 250
     assert json.loads((next(sweep.glob("*itsr*")) / "metrics.json").read_text())["refinement"]
+
+
+def test_the_endpoint_table_sets_the_final_bacc_beside_the_curves_last_tenth(tmp_path) -> None:
+    """Issue 22.3: a final number at the peak of a moving curve shows as a gap to the last tenth's mean."""
+    from itsr.report.endpoint import tail_mean
+
+    assert tail_mean([0.1] * 18 + [0.7, 0.9]) == (0.8, 0.7, 0.9)  # the last ceil(20 / 10) = 2 points
+    assert tail_mean([0.5, 0.6, 0.7]) == (0.7, 0.7, 0.7)
+    run_dir = fake_run(tmp_path, "itsr0", bacc=0.871)
+    rows = ["epoch,observed_combined_bacc,unobserved_combined_bacc"]
+    rows += [f"{10 * i},{0.80 if i < 18 else 0.76},{0.85}" for i in range(19)] + ["190,0.871,0.85"]
+    (run_dir / "curves.csv").write_text("\n".join(rows) + "\n")
+    runs, problems = read_runs([tmp_path])
+    text = render(runs, problems, [])
+    assert "| mnist_0v2 | 0.05 | itsr | observed | 1 | 20 | 0.871 | 0.816 | 0.760-0.871 |" in text

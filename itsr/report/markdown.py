@@ -4,6 +4,7 @@ cell, the figures, and what could not be read), so the document's shape lives in
 from __future__ import annotations
 
 from itsr.report.calibration import calibration_table
+from itsr.report.endpoint import endpoint_table
 from itsr.report.provenance import provenance_table
 from itsr.report.runs import Problem, Run
 from itsr.report.tables import (
@@ -43,6 +44,7 @@ def render(runs: list[Run], problems: list[Problem], figures: list[str]) -> str:
         if alpha in alphas:
             lines += peer_verdicts(cells, alpha)
     lines += calibration_table(runs)
+    lines += endpoint_table(runs)
     lines += ["## Match with the paper", "", *match_summary(cells)]
     lines += ["## All cells, with AUROC and AP", "", *full_table(cells)]
     if runs:
