@@ -20,6 +20,26 @@ def test_flop_count_of_the_paper_networks() -> None:
     assert 250e9 < aae < 330e9  # about 45 MFLOP per sample, three steps
 
 
+def test_the_memory_term_counts_adam_and_the_casts_per_step() -> None:
+    """Issue 24's honest bound: 32 bytes per stepped parameter (Adam), + 6 per cast parameter in bf16."""
+    from itsr.bench.stream import epoch_bytes, mlp_params
+
+    assert mlp_params([784, 1000, 32]) == 784 * 1000 + 1000 * 32 + 1000 + 32
+    enc, dec = mlp_params([784, 1000, 1000, 32]), mlp_params([32, 1000, 1000, 784])
+    steps = -(-6235 // 128)  # 49 steps an epoch
+    assert epoch_bytes("ae", 6235, 128, 784, [1000, 1000], 32, [], bf16=False) == steps * 32 * (enc + dec)
+    assert epoch_bytes("ae", 6235, 128, 784, [1000, 1000], 32, [], bf16=True) == steps * 38 * (enc + dec)
+    # the AE's 3.6M parameters: about 116 MB an Adam step, 5.6 GB an epoch
+    assert 5.5e9 < epoch_bytes("ae", 6235, 128, 784, [1000, 1000], 32, [], bf16=False) < 5.8e9
+    aae = epoch_bytes("aae", 6235, 128, 784, [1000, 1000], 2, [1000, 1000], bf16=False)
+    enc2, dec2, disc = (
+        mlp_params([784, 1000, 1000, 2]),
+        mlp_params([2, 1000, 1000, 784]),
+        mlp_params([2, 1000, 1000, 1]),
+    )
+    assert aae == steps * 32 * (2 * enc2 + dec2 + disc)  # the encoder is stepped twice (reconstruction, generator)
+
+
 def test_planted_codes_have_the_planted_fraction() -> None:
     codes, truth = planted_codes(1000)
     assert codes.shape == (1000, 2) and truth.sum() == 50
@@ -62,9 +82,17 @@ def test_a_tiny_benchmark_writes_every_key(tmp_path, capsys) -> None:
         assert m["speedup_bf16"] == pytest.approx(m["s_per_epoch"] / m["s_per_epoch_bf16"], rel=1e-2)
         assert m["ratio_vs_bound_bf16"] == pytest.approx(m["s_per_epoch_bf16"] / m["s_per_epoch_bound_bf16"], rel=1e-2)
         assert len(m["samples_ours_bf16"]) == len(m["samples_plain_bf16"]) == 1
+        for suffix in ("", "_bf16"):  # the honest bound: FLOP term + memory term, and the ratio to their sum
+            flop, memory = m[f"s_per_epoch_bound{suffix}"], m[f"s_per_epoch_memory_bound{suffix}"]
+            assert memory > 0 and m[f"s_per_epoch_honest_bound{suffix}"] == pytest.approx(flop + memory, abs=2e-4)
+            assert m[f"ratio_vs_honest_bound{suffix}"] == pytest.approx(
+                m[f"s_per_epoch{suffix}"] / m[f"s_per_epoch_honest_bound{suffix}"], rel=2e-2
+            )
+        assert m["s_per_epoch_memory_bound_bf16"] > m["s_per_epoch_memory_bound"]  # the casts stream more
     assert [d["model"] for d in result["denormal"]] == ["ae", "aae"]
     for d in result["denormal"]:
         assert d["adam_step_ms_kept"] > 0 and d["adam_step_ms_flushed"] > 0
         assert d["slowdown_kept"] == pytest.approx(d["adam_step_ms_kept"] / d["adam_step_ms_flushed"], rel=2e-2)
     printed = capsys.readouterr().out
-    assert "bf16 speedup" in printed and "denormal" in printed
+    assert "bf16 speedup" in printed and "denormal" in printed and "honest bound" in printed
+    assert result["stream_gbytes_per_s"] > 0
