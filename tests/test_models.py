@@ -324,15 +324,24 @@ def test_the_discriminator_counts_a_negative_weight_as_zero() -> None:
     assert signed["d"] > removed["d"] + 0.1, f"signed weight: D(candidates) {signed['d']:.2f} vs {removed['d']:.2f}"
 
 
+@pytest.fixture
+def one_thread():
+    """The GAN steps amplify rounding: fix the float order (one thread) for the test, then restore."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("code_batch_norm", [True, False])
-def test_retraining_lowers_the_candidates_likelihood_with_and_without_code_batch_norm(code_batch_norm: bool) -> None:
+def test_retraining_lowers_the_candidates_likelihood_with_code_batch_norm(one_thread) -> None:
     """Issue 22.3: does batch norm on the 2-D code undo the adversarial push (it re-centres the codes every
     batch)? On separable toy data, no: with the module's own steps, 30 epochs with weight 1 and 90 with
-    w = -1 on the 8 planted anomalies, their mean log p(z) falls far below the normals' either way
-    (measured 2026-12-03, seeds 0-2: with code BN -15..-4 -> -3090..-1395; without -7..-2 -> -1788..-98;
-    normals stay between -4.1 and -1.9). So code BN alone does not reverse the push; the rise seen at quick
-    scale on MNIST with code BN (results/quick) is a property of those runs, not of batch norm per se."""
+    w = -1 on the 8 planted anomalies, their mean log p(z) falls far below the normals' (measured
+    2026-12-03 on AMD, seeds 0-2: -15..-4 -> -3090..-706 at 1 or 2 threads; normals stay between -4 and -2).
+    Without code BN the push is *less* reliable (seeds 0-2 at 1 thread: -7.8 -> -8.7, -2.0 -> -21 with the
+    normals dragged to -9.9, -6.8 -> -901), so that case is measured, not asserted. Code BN alone does not
+    reverse the push: the rise seen at quick scale on MNIST with code BN is a property of those runs."""
     torch.manual_seed(0)
     module = AdversarialAutoencoderModule(
         input_dim=16,
@@ -344,7 +353,7 @@ def test_retraining_lowers_the_candidates_likelihood_with_and_without_code_batch
         lr_generator=1e-3,
         betas_reconstruction=[0.9, 0.999],
         betas_adversarial=[0.5, 0.999],
-        code_batch_norm=code_batch_norm,
+        code_batch_norm=True,
     )
     images = toy_images(120, 8)
     dm = TensorDataModule(images, {"observed": images}, batch_size=32, seed=0)
