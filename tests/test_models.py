@@ -343,18 +343,7 @@ def test_retraining_lowers_the_candidates_likelihood_with_code_batch_norm(one_th
     normals dragged to -9.9, -6.8 -> -901), so that case is measured, not asserted. Code BN alone does not
     reverse the push: the rise seen at quick scale on MNIST with code BN is a property of those runs."""
     torch.manual_seed(0)
-    module = AdversarialAutoencoderModule(
-        input_dim=16,
-        hidden=[24, 24],
-        latent_dim=2,
-        disc_hidden=[24, 24],
-        lr_reconstruction=1e-3,
-        lr_discriminator=1e-3,
-        lr_generator=1e-3,
-        betas_reconstruction=[0.9, 0.999],
-        betas_adversarial=[0.5, 0.999],
-        code_batch_norm=True,
-    )
+    module = tiny_aae()  # batch norm on the code is its default
     images = toy_images(120, 8)
     dm = TensorDataModule(images, {"observed": images}, batch_size=32, seed=0)
     dm.setup()
