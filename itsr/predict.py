@@ -276,14 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rec-percentile",
         type=float,
-        help="T_rec from this percentile of the training errors (a peer: of its training scores) instead of the "
-        "saved threshold (the paper: 90)",
+        help="T_rec from this percentile of the errors the --thresholds source saved (training set or held-out "
+        "slice; a peer: its scores) instead of the saved threshold (the paper: 90)",
     )
     parser.add_argument(
         "--lik-percentile",
         type=float,
-        help="T_prior from this percentile of the training "
-        "log-likelihoods instead of the saved threshold (the paper: 10)",
+        help="T_prior from this percentile of the log-likelihoods the --thresholds source saved "
+        "instead of the saved threshold (the paper: 10)",
     )
     parser.add_argument(
         "--thresholds",
