@@ -2,7 +2,8 @@
 
 Phases, scheduled by epoch (never by global_step, which counts every optimizer step):
   pretraining   epochs [0, P): all w_i = 1;
-  refinement    after epoch P + k*R (k = 0..d-1): a one-class SVM on the latent codes flags
+  refinement    after epoch P + k*R (k = 0..d-1): a one-class SVM on the latent codes (by="svm") or
+                the top nu of the remaining samples' reconstruction errors (by="score") flags
                 candidates, they join A (which only grows), w_i = 0 for A; R epochs on the rest;
   retraining    after epoch P + d*R: T_retrain = p80 of the candidates' reconstruction errors,
                 w_i = w_anomaly < 0 for candidates above it, 0 for the others in A.
@@ -30,6 +31,15 @@ log = logging.getLogger(__name__)
 
 PHASES = ("pretraining", "refinement", "retraining")
 FIT_ON = ("remaining", "all")
+# how candidates are found: a one-class SVM on the codes (Sec. 4.2), the top nu by the training score, or
+# "auto": the SVM where the model has codes (the networks), the score where it has none (PyOD peers)
+CANDIDATES_BY = ("auto", "svm", "score")
+
+
+def resolve_by(by: str, has_codes: bool) -> str:
+    """`by` with "auto" replaced by what the model allows: "svm" with codes, else "score"."""
+    check_choice("by", by, CANDIDATES_BY)
+    return by if by != "auto" else ("svm" if has_codes else "score")
 SVM_METHODS = ("exact", "nystroem")
 NYSTROEM_COMPONENTS = 100  # kernel approximation rank for the "nystroem" method
 
@@ -113,6 +123,28 @@ def detect_candidates(
     return new & ~candidates
 
 
+def top_scoring(scores: np.ndarray, candidates: np.ndarray, nu: float) -> np.ndarray:
+    """New candidates by the model's own judgement: the round(nu * n) highest scores among the n samples
+    still outside A (higher = more anomalous). The score-based counterpart of `detect_candidates`, for
+    models without codes (PyOD peers) or to compare with the SVM on the same network."""
+    if not np.isfinite(scores).all():
+        raise FloatingPointError("training scores contain NaN or inf; no candidates can be ranked")
+    pool = np.flatnonzero(~candidates)
+    n_new = int(round(nu * len(pool)))
+    new = np.zeros(len(scores), dtype=bool)
+    if n_new:
+        order = np.argsort(-scores[pool], kind="stable")  # ties: the earlier sample first, reproducibly
+        new[pool[order[:n_new]]] = True
+    return new
+
+
+def check_refinement_options(nu: float, by: str) -> None:
+    """The options every refinement shares, networks and peers alike."""
+    if not 0.0 < nu <= 1.0:
+        raise OptionError("nu", "must lie in (0, 1]", nu)
+    check_choice("by", by, CANDIDATES_BY)
+
+
 def check_negative_weight(w_anomaly: float) -> None:
     if not w_anomaly < 0:
         raise OptionError("w_anomaly", "must be < 0 (Sec. 4.2: retraining pushes the candidates away)", w_anomaly)
@@ -174,9 +206,9 @@ class ITSRRefinement(pl.Callback):
         w_anomaly: float,
         score_batch_size: int,
         svm: str = "exact",
+        by: str = "svm",
     ):
-        if not 0.0 < nu <= 1.0:
-            raise OptionError("nu", "must lie in (0, 1]", nu)
+        check_refinement_options(nu, by)
         check_negative_weight(w_anomaly)
         if not 0.0 <= retrain_percentile <= 100.0:
             raise OptionError("retrain_percentile", "must lie in [0, 100]", retrain_percentile)
@@ -185,6 +217,7 @@ class ITSRRefinement(pl.Callback):
         if svm == "nystroem" and kernel != "rbf":
             raise OptionError("kernel", "must be rbf with svm=nystroem (it approximates the rbf kernel only)", kernel)
         self.svm = svm
+        self.by = resolve_by(by, has_codes=True)  # every network of the run contract has codes
         self.schedule = RefinementSchedule(pretrain_epochs, rounds, round_epochs, retrain_epochs)
         self.nu, self.kernel, self.gamma, self.fit_on = nu, kernel, gamma, fit_on
         self.retrain_percentile = retrain_percentile
@@ -221,6 +254,7 @@ class ITSRRefinement(pl.Callback):
     def add_results(self, metrics: dict, run_dir) -> None:
         """metrics.json gains the schedule, the rounds and the retraining figures; refinement.csv the rounds."""
         metrics["config"]["schedule"] = self.schedule.__dict__
+        metrics["config"]["refine_by"] = self.by
         metrics["refinement"] = self.history
         metrics["retraining"] = self.retraining
         write_csv_atomic(Path(run_dir) / REFINEMENT_FILE, self.history)
@@ -274,10 +308,13 @@ class ITSRRefinement(pl.Callback):
         scores = pl_module.score(dm.train.x, self.score_batch_size)
         if round_ == 1:
             self.pretrained_rec_error = scores["rec_error"].double().numpy()
-        codes = scores["code"].double().numpy()
-        if not np.isfinite(codes).all():
-            raise FloatingPointError(f"latent codes contain NaN or inf before refinement round {round_}")
-        new = detect_candidates(codes, self.candidates, self.nu, self.kernel, self.gamma, self.fit_on, self.svm)
+        if self.by == "score":  # the network's own training score: its reconstruction error
+            new = top_scoring(scores["rec_error"].double().numpy(), self.candidates, self.nu)
+        else:
+            codes = scores["code"].double().numpy()
+            if not np.isfinite(codes).all():
+                raise FloatingPointError(f"latent codes contain NaN or inf before refinement round {round_}")
+            new = detect_candidates(codes, self.candidates, self.nu, self.kernel, self.gamma, self.fit_on, self.svm)
         grown = self.candidates | new
         if grown.all():
             log.warning(

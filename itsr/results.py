@@ -42,6 +42,23 @@ def nan_to_none(obj):
     return obj
 
 
+def method_label(cfg: DictConfig) -> str:
+    """The method a run is reported as: the model's name, refined ones marked by how A was found.
+
+    model=itsr and model=aae refine=itsr (by=svm) are both "itsr", the paper's method; any other refined
+    model is "<model>+itsr-<by>", e.g. "knn+itsr-score", "ae+itsr-svm".
+    """
+    name = cfg.model.name
+    refinement = cfg.model.get("refinement")
+    if refinement is None:
+        return name
+    by = refinement.get("by", "svm")
+    if by == "auto":  # as itsr.refinement.resolve_by: the SVM where there are codes, i.e. not for a PyOD peer
+        by = "score" if cfg.model.get("detector") is not None else "svm"
+    base = "aae" if name == "itsr" else name
+    return "itsr" if (base, by) == ("aae", "svm") else f"{base}+itsr-{by}"
+
+
 def run_identity(cfg: DictConfig, epochs: int | None, batch_size: int | None) -> dict:
     """The `config` block of metrics.json that every model shares: what the report groups runs by."""
     return {
@@ -51,7 +68,7 @@ def run_identity(cfg: DictConfig, epochs: int | None, batch_size: int | None) ->
         "anomaly_class": cfg.dataset.get("anomaly_class"),
         "alpha": cfg.alpha,
         "seed": cfg.seed,
-        "model": cfg.model.name,
+        "model": method_label(cfg),
         "epochs": epochs,
         "batch_size": batch_size,
     }

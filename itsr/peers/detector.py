@@ -1,7 +1,7 @@
 """Build, fit, score, save and load one PyOD detector: the only module of itsr that imports PyOD.
 
-Input is always the flattened image in [0, 1] as the DataModules give it, never standardised (PyOD's
-standardisation divides constant border pixels by a std of 0). Labels never reach a detector.
+Input is always the flattened image in [0, 1] as the DataModules give it; detectors that standardise by
+default (PCA, Deep SVDD) do so themselves, as PyOD does. Labels never reach a detector.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
-from itsr.atomic import write_bytes_atomic, write_json_atomic
+from itsr.atomic import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from itsr.build import build_datamodule
 from itsr.evaluation import error_by_group
 from itsr.figures import training_error_histogram
@@ -34,10 +34,12 @@ from itsr.peers.detector import (
     save_peer,
     score_images,
 )
+from itsr.peers.refinement import refine_peer
 from itsr.provenance import provenance, write_config
 from itsr.results import (
     HOLDOUT_SCORES_FILE,
     METRICS_FORMAT,
+    REFINEMENT_FILE,
     holdout_results,
     nan_to_none,
     run_identity,
@@ -104,7 +106,21 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
     logger = build_logger(cfg, run_dir)
     with finishing(logger):
         fit_started = time.perf_counter()
-        train_scores = fit_detector(detector, dm.train.x.numpy(), name, source)  # images only, never labels
+        refinement = cfg.model.get("refinement")
+        candidates, history = None, None
+        if refinement is None:
+            train_scores = fit_detector(detector, dm.train.x.numpy(), name, source)  # images only, never labels
+        else:  # refine=itsr: rounds of refits without the candidates (labels only for A's precision and recall)
+            detector, train_scores, candidates, history = refine_peer(
+                lambda: build_detector(cfg.model.detector, name, dm.input_dim),
+                dm.train.x.numpy(),
+                dm.train.is_anomaly.numpy(),
+                refinement.rounds,
+                refinement.nu,
+                refinement.by,
+                name,
+                source,
+            )
         fit_time = time.perf_counter() - fit_started
         # saved as fitted: scoring may leave state behind (ECOD keeps the last scored batch, 383 MB on MNIST)
         peer_sha256 = save_peer(run_dir, detector)
@@ -130,14 +146,14 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
                 columns["anomaly"] += images.is_anomaly.int().tolist()
                 columns[SCORE_CRITERION] += test_scores[split].tolist()
             write_scores_csv(run_dir / "test_scores.csv", columns)
-        write_scores_csv(
-            run_dir / "train_scores.csv",
-            {
-                "label": dm.train.labels.tolist(),
-                "anomaly": dm.train.is_anomaly.int().tolist(),
-                SCORE_CRITERION: train_scores.tolist(),
-            },
-        )
+        train_columns = {
+            "label": dm.train.labels.tolist(),
+            "anomaly": dm.train.is_anomaly.int().tolist(),
+            SCORE_CRITERION: train_scores.tolist(),
+        }
+        if candidates is not None:
+            train_columns["candidate"] = candidates.astype(int).tolist()
+        write_scores_csv(run_dir / "train_scores.csv", train_columns)
         save_peer_model(run_dir / MODEL_FILE, cfg, peer_sha256, thresholds, train_scores, dm.preprocessing, holdout)
         train_tensor = torch.from_numpy(train_scores)
         training_error_histogram(
@@ -174,6 +190,11 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
             "torch_threads": torch.get_num_threads(),
             "provenance": provenance(config, "cpu", PEER_PRECISION),
         }
+        if history is not None:
+            metrics["config"]["refine_by"] = "score"  # the only way a peer finds candidates (refine_peer)
+            metrics["refinement"] = history
+            if history:
+                write_csv_atomic(run_dir / REFINEMENT_FILE, history)
         if holdout is not None:
             held_thresholds = holdout[0]
             metrics |= holdout_results(

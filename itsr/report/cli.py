@@ -1,6 +1,7 @@
 """Reads run directories (never console logs) and sets our numbers beside the paper's.
 
     python -m itsr.report DIR... [--out FILE]
+    python -m itsr.report DIR... --profile [--out FILE]    # the robustness profile across class pairs and alpha
 
 Every metrics.json below the given directories is read; runs are grouped by setting, alpha,
 method, test split and criterion; the Markdown report shows the paper's Table 1 and Fig. 5 layouts
@@ -31,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dirs", nargs="+", type=Path, help="sweep or run directories to read")
     parser.add_argument("--out", type=Path, default=None, help="Markdown file (default: DIR/report.md)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report (as itsr.predict)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="write the robustness profile instead (per method and alpha over class pairs, what refinement "
+        "gains, wins per alpha, pairs where every method fails, refinement precision against alpha)",
+    )
     args = parser.parse_args(argv)
     out = args.out or args.dirs[0] / "report.md"
     if out.is_dir():
@@ -48,11 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:  # a grid that failed is when a report is needed most: it lists every failure and its error
         print(f"no finished run below {', '.join(map(str, args.dirs))}: the report lists the failures", file=sys.stderr)
     # here, not at the top: matplotlib loads only when a report is drawn, not on `import itsr.report`
-    from itsr.report.figures import write_report_figures
+    from itsr.report.figures import profile_curves, write_report_figures
 
     try:
-        figures = write_report_figures(runs, aggregate(runs), out.parent)
-        write_bytes_atomic(out, render(runs, problems, figures).encode())
+        if args.profile:
+            from itsr.report.profile import render_profile
+
+            figures = profile_curves(runs, out.parent) if runs else []
+            text = render_profile(runs, problems, figures)
+        else:
+            figures = write_report_figures(runs, aggregate(runs), out.parent)
+            text = render(runs, problems, figures)
+        write_bytes_atomic(out, text.encode())
     except OSError as error:  # no permission, full disk: name the file; nothing half-written is left
         print(f"error: cannot write {error.filename or out}: {error.strerror or error}", file=sys.stderr)
         return NOT_WRITTEN

@@ -163,8 +163,9 @@ def method_rank(model: str) -> int:
 
 
 def method_criterion(model: str) -> str:
-    """The criterion a method is compared by: the paper's for AE, AAE and ITSR; `score` for a peer."""
-    return PAPER_CRITERION.get(model, SCORE_CRITERION)
+    """The criterion a method is compared by: the paper's for AE, AAE and ITSR (refined or not, e.g.
+    "ae+itsr-svm" by `rec`); `score` for a peer."""
+    return PAPER_CRITERION.get(model.split("+")[0], SCORE_CRITERION)
 
 
 def peers_in(cells, alpha: float) -> list[str]:

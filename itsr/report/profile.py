@@ -1,0 +1,241 @@
+"""The robustness profile (issue 25): which detector, refined or not, at which contamination.
+
+    python -m itsr.report DIR... --profile --out results/robustness/report.md
+
+Built from metrics.json only, over every setting (class pair) the runs cover. Each method is judged by
+its own criterion (AE `rec`, AAE and ITSR `combined`, peers `score`; a refined method as its base). A
+setting's value is first averaged over its seeds, so every class pair weighs the same; spreads are over
+pairs. A refined method ("knn+itsr-score", "ae+itsr-svm"; "itsr" for the AAE) is paired with its plain
+base on the same setting, alpha, seed and split to measure what refinement gains.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+
+from itsr.report.runs import Run
+from itsr.report.tables import method_criterion, method_rank
+
+METRICS = ("bacc", "auroc")
+SPLITS = ("observed", "unobserved")
+EFFECT = 0.01  # a refinement "helps" or "hurts" a pair when it moves BACC by more than this
+CHANCE_AUROC = 0.5  # below it a detector ranks anomalies as *more* normal than the normals
+
+
+def base_method(model: str) -> str | None:
+    """The plain method a refined one is compared with: "knn+itsr-score" -> "knn", "itsr" -> "aae"."""
+    if model == "itsr":
+        return "aae"
+    return model.split("+")[0] if "+" in model else None
+
+
+def _value(run: Run, split: str, metric: str) -> float:
+    by_criterion = run.metrics["metrics"].get(split, {})
+    value = by_criterion.get(method_criterion(run.model), {}).get(metric)
+    return math.nan if value is None else float(value)
+
+
+def _mean(values) -> float:
+    clean = [v for v in values if not math.isnan(v)]
+    return statistics.fmean(clean) if clean else math.nan
+
+
+def _std(values) -> float:
+    clean = [v for v in values if not math.isnan(v)]
+    return statistics.stdev(clean) if len(clean) > 1 else (0.0 if clean else math.nan)
+
+
+def per_setting(runs: list[Run], split: str, metric: str) -> dict[tuple[str, float], dict[str, float]]:
+    """{(method, alpha): {setting: mean over seeds}}."""
+    seeds: dict[tuple, list[float]] = defaultdict(list)
+    for run in runs:
+        seeds[(run.model, run.alpha, run.setting)].append(_value(run, split, metric))
+    out: dict[tuple[str, float], dict[str, float]] = defaultdict(dict)
+    for (model, alpha, setting), values in seeds.items():
+        out[(model, alpha)][setting] = _mean(values)
+    return out
+
+
+def _num(value: float, digits: int = 3) -> str:
+    return "–" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _signed(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:+.3f}"
+
+
+def level_table(runs: list[Run], split: str) -> list[str]:
+    """BACC and AUROC against alpha: mean ± std over class pairs, per method."""
+    alphas = sorted({r.alpha for r in runs})
+    methods = sorted({r.model for r in runs}, key=lambda m: (method_rank(m.split("+")[0]), m))
+    tables = {metric: per_setting(runs, split, metric) for metric in METRICS}
+    lines = [
+        f"### BACC / AUROC against contamination, {split} split (mean ± std over class pairs; pairs in brackets)",
+        "",
+        "| method | " + " | ".join(f"α = {a:g}" for a in alphas) + " |",
+        "| --- | " + " | ".join("---" for _ in alphas) + " |",
+    ]
+    for method in methods:
+        cells = []
+        for alpha in alphas:
+            bacc = list(tables["bacc"].get((method, alpha), {}).values())
+            roc = list(tables["auroc"].get((method, alpha), {}).values())
+            if not bacc:
+                cells.append("")
+                continue
+            cells.append(
+                f"{_num(_mean(bacc))} ± {_num(_std(bacc))} / {_num(_mean(roc))} ± {_num(_std(roc))} ({len(bacc)})"
+            )
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def refinement_gain_table(runs: list[Run], split: str) -> list[str]:
+    """Refined minus plain, paired by setting, alpha and seed: mean BACC and AUROC gain, and on how many
+    pairs refinement helps or hurts BACC by more than EFFECT."""
+    by_key = {(r.model, r.setting, r.alpha, r.seed): r for r in runs}
+    gains: dict[tuple[str, float], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for (model, setting, alpha, seed), run in by_key.items():
+        base = base_method(model)
+        plain = by_key.get((base, setting, alpha, seed)) if base else None
+        if plain is None:
+            continue
+        for metric in METRICS:
+            gains[(model, alpha)][metric].append(_value(run, split, metric) - _value(plain, split, metric))
+    if not gains:
+        return []
+    lines = [
+        f"### What refinement gains, {split} split (refined minus its plain base, same setting, α and seed)",
+        "",
+        f"Helps / hurts: BACC up / down by more than {EFFECT}.",
+        "",
+        "| refined method | α | runs paired | BACC gain, mean (min, max) | AUROC gain, mean | helps | hurts |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for (model, alpha), cell in sorted(gains.items(), key=lambda item: (item[0][0], item[0][1])):
+        bacc = [v for v in cell["bacc"] if not math.isnan(v)]
+        helps = sum(v > EFFECT for v in bacc)
+        hurts = sum(v < -EFFECT for v in bacc)
+        spread = f"({_signed(min(bacc))}, {_signed(max(bacc))})" if bacc else ""
+        lines.append(
+            f"| {model} | {alpha:g} | {len(cell['bacc'])} | {_signed(_mean(bacc))} {spread} | "
+            f"{_signed(_mean(cell['auroc']))} | {helps} | {hurts} |"
+        )
+    return lines + [""]
+
+
+def rank_table(runs: list[Run], split: str) -> list[str]:
+    """At each alpha, how many class pairs each method wins on BACC (ties: every method at the top)."""
+    table = per_setting(runs, split, "bacc")
+    alphas = sorted({a for _, a in table})
+    wins: dict[float, dict[str, int]] = {a: defaultdict(int) for a in alphas}
+    n_settings: dict[float, int] = {}
+    for alpha in alphas:
+        settings = {s for (m, a), values in table.items() if a == alpha for s in values}
+        n_settings[alpha] = len(settings)
+        for setting in settings:
+            scores = {m: v[setting] for (m, a), v in table.items() if a == alpha and setting in v}
+            scores = {m: v for m, v in scores.items() if not math.isnan(v)}
+            if not scores:
+                continue
+            top = max(scores.values())
+            for method, value in scores.items():
+                if value >= top - 1e-12:
+                    wins[alpha][method] += 1
+    methods = sorted({m for (m, _) in table}, key=lambda m: (method_rank(m.split("+")[0]), m))
+    lines = [
+        f"### Which method wins how many class pairs on BACC, {split} split",
+        "",
+        "| method | " + " | ".join(f"α = {a:g} (of {n_settings[a]})" for a in alphas) + " |",
+        "| --- | " + " | ".join("---" for _ in alphas) + " |",
+    ]
+    for method in methods:
+        lines.append(f"| {method} | " + " | ".join(str(wins[a].get(method, 0)) for a in alphas) + " |")
+    return lines + [""]
+
+
+def failures(runs: list[Run], split: str) -> list[str]:
+    """Class pairs and alphas where every method's AUROC is below chance."""
+    table = per_setting(runs, split, "auroc")
+    cells: dict[tuple[str, float], list[float]] = defaultdict(list)
+    for (_, alpha), values in table.items():
+        for setting, value in values.items():
+            cells[(setting, alpha)].append(value)
+    failed = [
+        (s, a, max(v)) for (s, a), v in sorted(cells.items()) if v and all(x < CHANCE_AUROC for x in v if x == x)
+    ]
+    lines = [f"### Where every method fails (AUROC below {CHANCE_AUROC} for all), {split} split", ""]
+    if not failed:
+        return lines + ["None.", ""]
+    return lines + [f"- {s}, α = {a:g}: best AUROC {_num(best)}" for s, a, best in failed] + [""]
+
+
+def precision_table(runs: list[Run]) -> list[str]:
+    """Refinement's final precision against alpha (a random pick has precision alpha), and whether runs whose
+    candidates are no better than random end below their plain base (observed BACC)."""
+    by_key = {(r.model, r.setting, r.alpha, r.seed): r for r in runs}
+    cells: dict[tuple[str, float], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for (model, setting, alpha, seed), run in by_key.items():
+        rounds = run.metrics.get("refinement")
+        if not rounds:
+            continue
+        precision = rounds[-1].get("precision")
+        if precision is None:
+            continue
+        base = base_method(model)
+        plain = by_key.get((base, setting, alpha, seed)) if base else None
+        gain = _value(run, "observed", "bacc") - _value(plain, "observed", "bacc") if plain else math.nan
+        cell = cells[(model, alpha)]
+        cell["precision"].append(float(precision))
+        cell["recall"].append(float(rounds[-1].get("recall") or math.nan))
+        random_like = float(precision) <= 2 * alpha
+        cell["random_like"].append(random_like)
+        if random_like and not math.isnan(gain):
+            cell["random_like_hurt"].append(gain < -EFFECT)
+    if not cells:
+        return []
+    lines = [
+        "### Refinement's candidates against a random pick",
+        "",
+        "Precision and recall of the final candidate set A (labels used for this table only). A random pick "
+        "has precision α; \"near random\" counts runs with precision at most 2α, and \"of which hurt\" those of "
+        f"them whose observed BACC ends more than {EFFECT} below the plain base's.",
+        "",
+        "| refined method | α | runs | precision, mean (min, max) | recall, mean | near random | of which hurt |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for (model, alpha), cell in sorted(cells.items()):
+        p = cell["precision"]
+        lines.append(
+            f"| {model} | {alpha:g} | {len(p)} | {_num(_mean(p))} ({_num(min(p))}, {_num(max(p))}) | "
+            f"{_num(_mean(cell['recall']))} | {sum(cell['random_like'])} | "
+            f"{sum(cell['random_like_hurt'])} of {len(cell['random_like_hurt'])} |"
+        )
+    return lines + [""]
+
+
+def render_profile(runs: list[Run], problems: list, figures: list[str]) -> str:
+    settings = sorted({r.setting for r in runs})
+    lines = [
+        "# Robustness profile",
+        "",
+        f"{len(runs)} runs over {len(settings)} class pairs ({', '.join(settings)}), α in "
+        f"{', '.join(f'{a:g}' for a in sorted({r.alpha for r in runs}))}; methods judged by their own criterion "
+        "(AE `rec`, AAE and ITSR `combined`, peers `score`). Built by `itsr.report --profile` from metrics.json.",
+        "",
+    ]
+    lines += [f"![{name}]({name})" for name in figures] + ([""] if figures else [])
+    for split in SPLITS:
+        if not any(split in r.metrics["metrics"] for r in runs):
+            continue
+        lines += [f"## {split.capitalize()} split", ""]
+        lines += level_table(runs, split)
+        lines += refinement_gain_table(runs, split)
+        lines += rank_table(runs, split)
+        lines += failures(runs, split)
+    lines += precision_table(runs)
+    if problems:
+        lines += ["## Runs not included", ""] + [f"- `{p.path}`: {p.status}: {p.reason}" for p in problems] + [""]
+    return "\n".join(lines)
