@@ -16,7 +16,7 @@ import numpy as np
 
 from itsr.peers import PeerError
 from itsr.peers.detector import fit_detector, score_images
-from itsr.refinement import candidate_quality, check_refinement_options, resolve_by, top_scoring
+from itsr.refinement import candidate_quality, check_refinement_options, resolve_by, score_gap, top_scoring
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,11 @@ def refine_peer(
         if (candidates | new).all() or len(x) - int((candidates | new).sum()) <= 1:
             log.warning("refinement round %d would leave too few samples to fit; refinement stops here", round_)
             break
+        gap = score_gap(scores, candidates, new)
         candidates = candidates | new
-        history.append({"round": round_, "n_new": int(new.sum()), **candidate_quality(candidates, is_anomaly)})
+        history.append(
+            {"round": round_, "n_new": int(new.sum()), **candidate_quality(candidates, is_anomaly), "score_gap": gap}
+        )
         log.info("refinement round %d: %s", round_, history[-1])
     detector, scores = fit_on_remaining(new_detector, x, candidates, model_name, source)
     return detector, scores, candidates, history

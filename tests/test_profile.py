@@ -1,0 +1,65 @@
+"""The robustness profile (`itsr.report --profile`), from metrics.json files with known numbers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from itsr.atomic import write_json_atomic
+from itsr.report.profile import base_method
+from itsr.results import METRICS_FORMAT
+from tests.conftest import REPO_ROOT
+
+
+def peer_run(root, model, setting, alpha, bacc, auroc, precision=None, seed=0):
+    values = {"tpr": bacc, "tnr": bacc, "bacc": bacc, "auroc": auroc, "ap": None}
+    metrics = {
+        "format_version": METRICS_FORMAT,
+        "config": {"setting": setting, "alpha": alpha, "model": model, "seed": seed},
+        "thresholds": {"score": 1.0, "contamination": 2.0},
+        "n_train_anomalies": 0 if alpha == 0 else 100,
+        "metrics": {s: {"score": dict(values), "contamination": dict(values)} for s in ("observed", "unobserved")},
+    }
+    if precision is not None:
+        metrics["refinement"] = [{"round": 1, "precision": precision, "recall": 0.5, "score_gap": 3.0}]
+    write_json_atomic(root / f"{model}_{setting}_{alpha}_{seed}" / "metrics.json", metrics)
+
+
+def test_refined_methods_pair_with_their_plain_base() -> None:
+    assert base_method("knn+itsr-score") == "knn" and base_method("ae+itsr-svm") == "ae"
+    assert base_method("itsr") == "aae" and base_method("knn") is None
+
+
+def test_the_profile_tells_gains_wins_failures_and_random_candidates(tmp_path) -> None:
+    runs = tmp_path / "runs"
+    # two class pairs at alpha 0.1: refinement helps KNN on one (+0.10), hurts it on the other (-0.05),
+    # where its candidates were no better than random (precision 0.1 = alpha)
+    peer_run(runs, "knn", "mnist_1v7", 0.1, 0.70, 0.80)
+    peer_run(runs, "knn+itsr-score", "mnist_1v7", 0.1, 0.80, 0.90, precision=0.9)
+    peer_run(runs, "knn", "mnist_3v5", 0.1, 0.60, 0.70)
+    peer_run(runs, "knn+itsr-score", "mnist_3v5", 0.1, 0.55, 0.65, precision=0.1)
+    peer_run(runs, "iforest", "mnist_1v7", 0.1, 0.75, 0.85)
+    peer_run(runs, "iforest", "mnist_3v5", 0.1, 0.50, 0.60)
+    # a pair and alpha where every method ranks anomalies below normals
+    peer_run(runs, "knn", "fmnist_6v0", 0.2, 0.40, 0.30)
+    peer_run(runs, "iforest", "fmnist_6v0", 0.2, 0.45, 0.40)
+    out = tmp_path / "profile" / "report.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "itsr.report", str(runs), "--profile", "--out", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    assert (out.parent / "profile_observed.png").stat().st_size > 1000
+    # levels: KNN at 0.1 over its two pairs, 0.65 +- 0.071 BACC
+    assert "| knn | 0.650 ± 0.071 / 0.750 ± 0.071 (2) |" in text
+    # gain paired by pair: (+0.10 - 0.05) / 2 = +0.025, one pair helped, one hurt
+    assert "| knn+itsr-score | 0.1 | 2 | +0.025 (-0.050, +0.100) | +0.025 | 1 | 1 |" in text
+    # wins at 0.1: refined KNN takes mnist_1v7 (0.80), KNN takes mnist_3v5 (0.60 against 0.55 and 0.50)
+    observed = text.split("## Unobserved split")[0]
+    wins = observed.split("Which method wins")[1]
+    assert "| knn | 1 |" in wins and "| knn+itsr-score | 1 |" in wins and "| iforest | 0 |" in wins
+    assert "- fmnist_6v0, α = 0.2: best AUROC 0.400" in observed
+    assert "mnist_1v7, α = 0.1" not in observed.split("Where every method fails")[1]
+    # precision: one of the two runs near random (0.1 <= 2 alpha), and that one hurt
+    assert "| knn+itsr-score | 0.1 | 2 | 0.500 (0.100, 0.900) | 0.500 | 1 | 1 of 1 |" in text
