@@ -93,6 +93,12 @@ def test_a_tiny_benchmark_writes_every_key(tmp_path, capsys) -> None:
     for d in result["denormal"]:
         assert d["adam_step_ms_kept"] > 0 and d["adam_step_ms_flushed"] > 0
         assert d["slowdown_kept"] == pytest.approx(d["adam_step_ms_kept"] / d["adam_step_ms_flushed"], rel=2e-2)
+    for precision, k_runs in result["k_runs"].items():  # k AEs together vs one after the other, the ratio
+        assert k_runs["k"] == 3 and len(k_runs["samples_k_together"]) == 1
+        assert result["k_runs_speedup"][precision] == pytest.approx(
+            k_runs["s_per_epoch_k_separate"] / k_runs["s_per_epoch_k_together"], rel=2e-2
+        )
     printed = capsys.readouterr().out
     assert "bf16 speedup" in printed and "denormal" in printed and "honest bound" in printed
+    assert "k runs in one process" in printed
     assert result["stream_gbytes_per_s"] > 0

@@ -128,6 +128,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--parallel-jobs", type=int, default=2, help="jobs at once for the parallel-launcher check (0: skip it)"
     )
+    parser.add_argument(
+        "--k-runs", type=int, default=3, help="k AEs trained together vs one after the other (0: skip it)"
+    )
     parser.add_argument("--skip-svm-scaling", action="store_true", help="skip the 6k/60k/600k SVM timing")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--show", type=Path, help="print the table of a benchmark JSON written earlier, run nothing")
@@ -171,6 +174,14 @@ def main(argv: list[str] | None = None) -> dict:
         "matmul_spread_limit": SPREAD_LIMIT,
         "warnings": spread_warnings(probe.samples),
     }
+    if args.k_runs > 0:  # would training k seeds in one process pay? (itsr.bench.kruns)
+        from itsr.bench.kruns import k_runs_speedup
+
+        result["k_runs"] = {
+            precision: k_runs_speedup(dm.train.x, args.k_runs, dm.batch_size, args.epochs, device, precision)
+            for precision in PRECISIONS
+        }
+        result["k_runs_speedup"] = {p: r["k_runs_speedup"] for p, r in result["k_runs"].items()}
     if args.parallel_jobs > 0:
         for kind in ("ae", "aae"):
             single = result["models"][kind]["s_per_epoch"]
@@ -231,6 +242,12 @@ def print_table(r: dict) -> None:
                 f"{kind}: bf16 speedup (fp32 s/epoch over bf16 s/epoch) ours {m['speedup_bf16']:.2f}x, "
                 f"plain loop {m['speedup_plain_bf16']:.2f}x"
             )
+    if "k_runs_speedup" in r:
+        k = next(iter(r["k_runs"].values()))["k"]
+        print(
+            f"k runs in one process (AE, k = {k}, stacked weights + vmap) vs one after the other: "
+            + ", ".join(f"{p} {v:.2f}x" for p, v in r["k_runs_speedup"].items())
+        )
     if "matmul_spread" in r:
         spread = ", ".join(f"{k} {v:.2f}x" for k, v in r["matmul_spread"].items())
         print(f"matmul rate spread over {len(r['matmul_samples_gflops']['fp32'])} bursts (best/worst): {spread}")
