@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from itsr.errors import ConfigError, OptionError
+from itsr.hooks import participants
 
 INTERPOLATION = re.compile(r"^\$\{([\w.]+)\}$")  # a value that is exactly one reference to another key
 MISSING_KEY = re.compile(r"Missing mandatory value: ([\w.]+)")
@@ -104,4 +105,4 @@ def is_peer_config(cfg: DictConfig) -> bool:
 
 def schedule_epochs(callbacks: list, default: int | None) -> int | None:
     """The training length: a callback that owns a schedule (ITSR's refinement) says it, else the model's."""
-    return next((c.total_epochs for c in callbacks if getattr(c, "total_epochs", None)), default)
+    return next((c.total_epochs for c in participants(callbacks)), default)

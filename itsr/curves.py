@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 from itsr.atomic import write_csv_atomic
 from itsr.errors import check_positive_int
 from itsr.evaluation import error_by_group, evaluate
+from itsr.hooks import participants
 from itsr.results import CURVES_FILE
 
 
@@ -46,7 +47,7 @@ class TrainingCurves(pl.Callback):
             self.path = Path(trainer.default_root_dir) / CURVES_FILE
         if self.phase_of_epoch is None:
             self.phase_of_epoch = next(
-                (c.phase_of_epoch for c in trainer.callbacks if c is not self and hasattr(c, "phase_of_epoch")), None
+                (c.phase_of_epoch for c in participants(trainer.callbacks) if c is not self), None
             )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -25,6 +25,7 @@ from sklearn.svm import OneClassSVM
 
 from itsr.atomic import write_csv_atomic
 from itsr.errors import OptionError, check_choice, check_positive_int
+from itsr.hooks import RunParticipant
 from itsr.results import REFINEMENT_FILE
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ def candidate_quality(candidates: np.ndarray, is_anomaly: np.ndarray) -> dict[st
     }
 
 
-class ITSRRefinement(pl.Callback):
+class ITSRRefinement(pl.Callback, RunParticipant):
     """Runs detection + refinement rounds and the switch to retraining at epoch boundaries."""
 
     def __init__(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from itsr.atomic import write_bytes_atomic
+from itsr.hooks import participants
 
 if TYPE_CHECKING:  # type names only: this module stays importable without torch, Lightning or Hydra
     from omegaconf import DictConfig
@@ -149,9 +150,8 @@ def write_train_scores(path: Path, result: Evaluation, dm: AnomalyDataModule, ca
     }
     if "log_likelihood" in train:
         columns["log_likelihood"] = train["log_likelihood"].tolist()
-    for callback in callbacks:
-        if hasattr(callback, "train_score_columns"):
-            columns |= callback.train_score_columns(dm)
+    for callback in participants(callbacks):
+        columns |= callback.train_score_columns(dm)
     write_scores_csv(path, columns)
 
 

@@ -27,6 +27,7 @@ from itsr.config import validate
 from itsr.errors import RunDirRefused
 from itsr.evaluation import evaluate
 from itsr.figures import write_run_figures
+from itsr.hooks import participants
 from itsr.library_warnings import silence_third_party_noise
 from itsr.model_file import MODEL_FILE, save_model
 from itsr.progress import RunProgress
@@ -63,6 +64,13 @@ from itsr.tracking import build_logger, finishing, log_results
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
+def finished_run_message(run_dir: Path, why: str) -> str:
+    return (
+        f"{run_dir} holds a finished run ({METRICS_FILE}) and {why}; "
+        "choose another hydra.run.dir, or move that run away first"
+    )
+
+
 def train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple = ()) -> dict:
     """One run, from a composed config to metrics.json in run_dir; returns the metrics.
 
@@ -74,6 +82,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple = 
         if is_peer_config(cfg):  # a PyOD detector: no Lightning training, the same run directory contract
             from itsr.peers.run import fit_and_evaluate_peer
 
+            if (run_dir / METRICS_FILE).exists():  # a peer has no checkpoint: a rerun would start afresh over it
+                raise RunDirRefused(finished_run_message(run_dir, "a peer run cannot resume, so it would start afresh"))
             return fit_and_evaluate_peer(cfg, run_dir)
         return _train_and_evaluate(cfg, run_dir, extra_callbacks)
 
@@ -86,10 +96,7 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple) 
     if ckpt_path is not None:
         check_resume(Path(ckpt_path), config)
     elif (run_dir / METRICS_FILE).exists():
-        raise RunDirRefused(
-            f"{run_dir} holds a finished run ({METRICS_FILE}) and ckpt_path=null would start afresh over it; "
-            "choose another hydra.run.dir, or move that run away first"
-        )
+        raise RunDirRefused(finished_run_message(run_dir, "ckpt_path=null would start afresh over it"))
     configure_torch(cfg.threads, cfg.flush_denormal)
     pl.seed_everything(cfg.seed, workers=True)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +113,7 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple) 
     callbacks = [*build_callbacks(cfg), *extra_callbacks, RecordConfig(config)]
     max_epochs = schedule_epochs(callbacks, cfg.model.max_epochs)
     if cfg.progress.enabled:  # first: it clears its terminal line before the others' epoch-end hooks log
-        schedule = next((c.schedule for c in callbacks if hasattr(c, "schedule")), None)
+        schedule = next((c.schedule for c in participants(callbacks)), None)
         callbacks.insert(0, RunProgress(cfg.progress.every_n_epochs, schedule))
     logger = build_logger(cfg, run_dir)
     with finishing(logger):
@@ -137,9 +144,8 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple) 
         write_run_figures(run_dir, cfg, result, dm)
         metrics = run_metrics(cfg, dm, result, max_epochs, started, str(module.device), torch.get_num_threads())
         metrics["provenance"] = provenance(config, str(module.device), str(cfg.trainer.precision))
-        for callback in callbacks:  # ITSR's refinement adds its rounds and retraining figures
-            if hasattr(callback, "add_results"):
-                callback.add_results(metrics, run_dir)
+        for callback in participants(callbacks):  # ITSR's refinement adds its rounds and retraining figures
+            callback.add_results(metrics, run_dir)
         metrics = nan_to_none(metrics)
         write_json_atomic(run_dir / METRICS_FILE, metrics)
         log_results(logger, metrics, sorted(run_dir.glob("*.png")))

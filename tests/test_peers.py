@@ -285,3 +285,17 @@ def test_every_option_marked_pyod_default_is_pyods_default() -> None:
             assert options[key] == default, f"{path.name}: {key}={options[key]!r}, PyOD's default is {default!r}"
             checked += 1
     assert checked >= 30, "the PyOD peers' configs mark their defaults"
+
+
+def test_a_peer_run_over_a_finished_one_is_refused_and_keeps_it(peer_run, tmp_path) -> None:
+    """A peer has no checkpoint to resume from: rerunning it in a finished directory would overwrite the
+    result, so it is refused as a network's fresh start over a finished run is."""
+    import shutil
+
+    finished = tmp_path / "finished"
+    shutil.copytree(peer_run[0], finished)
+    before = (finished / "metrics.json").read_bytes()
+    out = run_itsr(*PEER_RUN, f"hydra.run.dir={finished}")
+    assert out.returncode != 0 and "holds a finished run" in out.stderr and "cannot resume" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert (finished / "metrics.json").read_bytes() == before

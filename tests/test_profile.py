@@ -11,7 +11,7 @@ from itsr.results import METRICS_FORMAT
 from tests.conftest import REPO_ROOT
 
 
-def peer_run(root, model, setting, alpha, bacc, auroc, precision=None, seed=0):
+def peer_run(root, model, setting, alpha, bacc, auroc, precision=None, seed=0, gap=3.0):
     values = {"tpr": bacc, "tnr": bacc, "bacc": bacc, "auroc": auroc, "ap": None}
     metrics = {
         "format_version": METRICS_FORMAT,
@@ -21,7 +21,7 @@ def peer_run(root, model, setting, alpha, bacc, auroc, precision=None, seed=0):
         "metrics": {s: {"score": dict(values), "contamination": dict(values)} for s in ("observed", "unobserved")},
     }
     if precision is not None:
-        metrics["refinement"] = [{"round": 1, "precision": precision, "recall": 0.5, "score_gap": 3.0}]
+        metrics["refinement"] = [{"round": 1, "precision": precision, "recall": 0.5, "score_gap": gap}]
     write_json_atomic(root / f"{model}_{setting}_{alpha}_{seed}" / "metrics.json", metrics)
 
 
@@ -35,9 +35,9 @@ def test_the_profile_tells_gains_wins_failures_and_random_candidates(tmp_path) -
     # two class pairs at alpha 0.1: refinement helps KNN on one (+0.10), hurts it on the other (-0.05),
     # where its candidates were no better than random (precision 0.1 = alpha)
     peer_run(runs, "knn", "mnist_1v7", 0.1, 0.70, 0.80)
-    peer_run(runs, "knn+itsr-score", "mnist_1v7", 0.1, 0.80, 0.90, precision=0.9)
+    peer_run(runs, "knn+itsr-score", "mnist_1v7", 0.1, 0.80, 0.90, precision=0.9, gap=8.0)
     peer_run(runs, "knn", "mnist_3v5", 0.1, 0.60, 0.70)
-    peer_run(runs, "knn+itsr-score", "mnist_3v5", 0.1, 0.55, 0.65, precision=0.1)
+    peer_run(runs, "knn+itsr-score", "mnist_3v5", 0.1, 0.55, 0.65, precision=0.1, gap=2.4)
     peer_run(runs, "iforest", "mnist_1v7", 0.1, 0.75, 0.85)
     peer_run(runs, "iforest", "mnist_3v5", 0.1, 0.50, 0.60)
     # a pair and alpha where every method ranks anomalies below normals
@@ -63,3 +63,6 @@ def test_the_profile_tells_gains_wins_failures_and_random_candidates(tmp_path) -
     assert "mnist_1v7, α = 0.1" not in observed.split("Where every method fails")[1]
     # precision: one of the two runs near random (0.1 <= 2 alpha), and that one hurt
     assert "| knn+itsr-score | 0.1 | 2 | 0.500 (0.100, 0.900) | 0.500 | 1 | 1 of 1 |" in text
+    # the label-free signal: the helped run's first-round gap (8.0) above the hurt one's (2.4) separates them
+    assert "| helped | 1 | 8.00 ± 0.00 (8.00, 8.00) |" in text and "| hurt | 1 | 2.40 ± 0.00 (2.40, 2.40) |" in text
+    assert 'AUROC of the gap for "not hurt" against "hurt": 1.000' in text

@@ -216,6 +216,60 @@ def precision_table(runs: list[Run]) -> list[str]:
     return lines + [""]
 
 
+def _pair_auroc(positives: list[float], negatives: list[float]) -> float:
+    """P(a positive's value > a negative's), ties half: the AUROC of a score, by counting pairs."""
+    if not positives or not negatives:
+        return math.nan
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return wins / (len(positives) * len(negatives))
+
+
+def guard_table(runs: list[Run]) -> list[str]:
+    """Does a signal that needs no labels tell the runs refinement hurts from the others? The first
+    round's `score_gap` (new candidates' mean score above the pool, in the pool's std) per outcome."""
+    by_key = {(r.model, r.setting, r.alpha, r.seed): r for r in runs}
+    gaps: dict[str, list[float]] = defaultdict(list)
+    for (model, setting, alpha, seed), run in by_key.items():
+        rounds = run.metrics.get("refinement") or []
+        base = base_method(model)
+        plain = by_key.get((base, setting, alpha, seed)) if base else None
+        gap = rounds[0].get("score_gap") if rounds else None
+        if plain is None or gap is None:
+            continue
+        gain = _value(run, "observed", "bacc") - _value(plain, "observed", "bacc")
+        if math.isnan(gain):
+            continue
+        outcome = "hurt" if gain < -EFFECT else ("helped" if gain > EFFECT else "neutral")
+        gaps[outcome].append(float(gap))
+    if not gaps:
+        return []
+    lines = [
+        "### A label-free guard? The first round's score gap against what refinement did (observed BACC)",
+        "",
+        "`score_gap`: the first round's new candidates' mean training score above the pool they were taken "
+        "from, in the pool's standard deviations (no labels). A top 2% of a smooth anomaly-free distribution "
+        "sits about 2.4 above it. If the gap separates the runs refinement hurts from the others, it can gate "
+        "refinement.",
+        "",
+        "| outcome | runs | score gap, mean ± std (min, max) |",
+        "| --- | --- | --- |",
+    ]
+    for outcome in ("helped", "neutral", "hurt"):
+        values = gaps.get(outcome, [])
+        if values:
+            lines.append(
+                f"| {outcome} | {len(values)} | {_num(_mean(values), 2)} ± {_num(_std(values), 2)} "
+                f"({_num(min(values), 2)}, {_num(max(values), 2)}) |"
+            )
+    separation = _pair_auroc(gaps.get("helped", []) + gaps.get("neutral", []), gaps.get("hurt", []))
+    lines += [
+        "",
+        f"AUROC of the gap for \"not hurt\" against \"hurt\": {_num(separation)} (0.5: no separation).",
+        "",
+    ]
+    return lines
+
+
 def render_profile(runs: list[Run], problems: list, figures: list[str]) -> str:
     settings = sorted({r.setting for r in runs})
     lines = [
@@ -236,6 +290,7 @@ def render_profile(runs: list[Run], problems: list, figures: list[str]) -> str:
         lines += rank_table(runs, split)
         lines += failures(runs, split)
     lines += precision_table(runs)
+    lines += guard_table(runs)
     if problems:
         lines += ["## Runs not included", ""] + [f"- `{p.path}`: {p.status}: {p.reason}" for p in problems] + [""]
     return "\n".join(lines)
