@@ -66,18 +66,24 @@ def _signed(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:+.3f}"
 
 
+def report_order(methods) -> list[str]:
+    """Methods in the report's order, each refined one right after its base."""
+    return sorted(methods, key=lambda m: (method_rank(m.split("+")[0]), m))
+
+
+def alpha_table_head(title: str, columns: list[str]) -> list[str]:
+    return [title, "", "| method | " + " | ".join(columns) + " |", "| --- | " + " | ".join("---" for _ in columns) + " |"]
+
+
 def level_table(runs: list[Run], split: str) -> list[str]:
     """BACC and AUROC against alpha: mean ± std over class pairs, per method."""
     alphas = sorted({r.alpha for r in runs})
-    methods = sorted({r.model for r in runs}, key=lambda m: (method_rank(m.split("+")[0]), m))
     tables = {metric: per_setting(runs, split, metric) for metric in METRICS}
-    lines = [
+    lines = alpha_table_head(
         f"### BACC / AUROC against contamination, {split} split (mean ± std over class pairs; pairs in brackets)",
-        "",
-        "| method | " + " | ".join(f"α = {a:g}" for a in alphas) + " |",
-        "| --- | " + " | ".join("---" for _ in alphas) + " |",
-    ]
-    for method in methods:
+        [f"α = {a:g}" for a in alphas],
+    )
+    for method in report_order({r.model for r in runs}):
         cells = []
         for alpha in alphas:
             bacc = list(tables["bacc"].get((method, alpha), {}).values())
@@ -144,14 +150,11 @@ def rank_table(runs: list[Run], split: str) -> list[str]:
             for method, value in scores.items():
                 if value >= top - 1e-12:
                     wins[alpha][method] += 1
-    methods = sorted({m for (m, _) in table}, key=lambda m: (method_rank(m.split("+")[0]), m))
-    lines = [
+    lines = alpha_table_head(
         f"### Which method wins how many class pairs on BACC, {split} split",
-        "",
-        "| method | " + " | ".join(f"α = {a:g} (of {n_settings[a]})" for a in alphas) + " |",
-        "| --- | " + " | ".join("---" for _ in alphas) + " |",
-    ]
-    for method in methods:
+        [f"α = {a:g} (of {n_settings[a]})" for a in alphas],
+    )
+    for method in report_order({m for (m, _) in table}):
         lines.append(f"| {method} | " + " | ".join(str(wins[a].get(method, 0)) for a in alphas) + " |")
     return lines + [""]
 
