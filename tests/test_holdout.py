@@ -214,16 +214,24 @@ def test_the_report_sets_both_rules_side_by_side(tmp_path) -> None:
     from itsr.report.runs import read_runs
     from tests.test_report import fake_run
 
-    for seed, (paper, calibrated) in enumerate([(0.50, 0.80), (0.52, 0.84)]):
-        run_dir = fake_run(tmp_path, f"ae{seed}", model="ae", seed=seed, bacc=paper)
+    runs_made = [(0.1, 0, 0.50, 0.80, 0.010), (0.1, 1, 0.52, 0.84, 0.012), (0.2, 0, 0.50, 0.86, 0.011)]
+    for fraction, seed, paper, calibrated, t_rec in runs_made:
+        run_dir = fake_run(tmp_path, f"ae{seed}_{fraction}", model="ae", seed=seed, bacc=paper)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         held = json.loads(json.dumps(metrics["metrics"]))
         for split in held:
             held[split]["rec"].update(bacc=calibrated, tnr=0.9)
-        metrics |= {"holdout": {"fraction": 0.1, "n": 600, "n_anomalies": 30}, "metrics_holdout": held}
+        metrics |= {
+            "holdout": {"fraction": fraction, "n": 600, "n_anomalies": 30},
+            "metrics_holdout": held,
+            "thresholds_holdout": {"t_rec": t_rec, "t_prior": None},
+            "n_train": round(6235 * (1 - fraction)),
+        }
         write_json_atomic(run_dir / "metrics.json", metrics)
     fake_run(tmp_path, "itsr0")  # no held-out slice: not in the table
     runs, problems = read_runs([tmp_path])
     text = render(runs, problems, [])
-    assert "| mnist_0v2 | 0.05 | ae | observed | 2 | 0.1 | 0.510 ± 0.014 | 0.820 ± 0.028 |" in text
+    # one row per hold-out fraction: the seeds of 0.1 together, the 0.2 run apart, with the threshold's spread
+    assert "| mnist_0v2 | 0.05 | ae | observed | 2 | 0.1 | 5612 | 0.011 ± 0.0014 | 0.510 ± 0.014 | 0.820 ± 0.028 |" in text
+    assert "| mnist_0v2 | 0.05 | ae | observed | 1 | 0.2 | 4988 | 0.011 ± 0 | 0.500 | 0.860 |" in text
     assert "| itsr |" not in text.split("## Calibrated thresholds")[1].split("\n## ")[0]
