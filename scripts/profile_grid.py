@@ -2,7 +2,7 @@
 
     python scripts/profile_grid.py --out multirun/profile [--pairs-per-dataset 8] [--draw-seed 0]
         [--models knn,iforest,pca] [--alphas 0,0.01,0.05,0.1,0.2] [--seeds 0] [--paper-pairs-only]
-        [--dry-run] [-- extra overrides...]
+        [--shard I/N] [--dry-run] [-- extra overrides...]
     python -m itsr.report multirun/profile --profile --out results/robustness/report.md
 
 Class pairs: the paper's three plus `--pairs-per-dataset` ordered (normal, anomaly) pairs per dataset
@@ -81,9 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alphas", default="0,0.01,0.05,0.1,0.2")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--paper-pairs-only", action="store_true")
+    parser.add_argument(
+        "--shard", default="0/1", help="I/N: run only every N-th pair starting at I (N jobs side by side, one core each)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the pairs and commands, run nothing")
     args = parser.parse_args(argv)
     pairs = list(PAPER_PAIRS) if args.paper_pairs_only else draw_pairs(args.pairs_per_dataset, args.draw_seed)
+    index, count = (int(v) for v in args.shard.split("/"))
+    pairs = pairs[index::count]
     print("class pairs:", ", ".join(f"{d}_{a}v{b}" for d, a, b in pairs), flush=True)
     failed = 0
     for cmd in commands(args, pairs, extra):
