@@ -17,6 +17,7 @@ from itsr.atomic import write_bytes_atomic
 from itsr.hooks import participants
 
 if TYPE_CHECKING:  # type names only: this module stays importable without torch, Lightning or Hydra
+    import torch
     from omegaconf import DictConfig
 
     from itsr.data.datamodule import AnomalyDataModule
@@ -75,19 +76,31 @@ def run_identity(cfg: DictConfig, epochs: int | None, batch_size: int | None) ->
     }
 
 
+def metrics_head(dm: AnomalyDataModule, config: dict, thresholds: dict, metrics_by_split: dict) -> dict:
+    """What every run's metrics.json starts with, networks and peers alike: the format, the run's identity
+    (`config`), the training set's size, the thresholds and the test metrics per split and criterion."""
+    return {
+        "format_version": METRICS_FORMAT,
+        "config": config,
+        "n_train": len(dm.train),
+        "n_train_anomalies": dm.n_train_anomalies,
+        "thresholds": thresholds,
+        "metrics": metrics_by_split,
+    }
+
+
 def run_metrics(
     cfg: DictConfig, dm: AnomalyDataModule, result: Evaluation, epochs: int, started: float, device: str, threads: int
 ) -> dict:
     """metrics.json of a trained model (before ITSR adds its refinement history)."""
     from itsr.evaluation import error_by_group
 
-    metrics = {
-        "format_version": METRICS_FORMAT,
-        "config": run_identity(cfg, epochs=epochs, batch_size=cfg.batch_size),
-        "n_train": len(dm.train),
-        "n_train_anomalies": dm.n_train_anomalies,
-        "thresholds": {"t_rec": result.thresholds.t_rec, "t_prior": result.thresholds.t_prior},
-        "metrics": result.metrics,
+    metrics = metrics_head(
+        dm,
+        run_identity(cfg, epochs=epochs, batch_size=cfg.batch_size),
+        {"t_rec": result.thresholds.t_rec, "t_prior": result.thresholds.t_prior},
+        result.metrics,
+    ) | {
         "train_errors": error_by_group(result.scores["train"]["rec_error"], dm.train.is_anomaly),
         "wall_time_s": round(time.time() - started, 1),
         "device": device,
@@ -124,35 +137,38 @@ def write_scores_csv(path: Path, columns: dict[str, list]) -> None:
     write_bytes_atomic(path, buffer.getvalue().encode())
 
 
-def write_test_scores(path: Path, result: Evaluation, dm: AnomalyDataModule) -> None:
-    """Per-sample test scores: anyone can re-threshold or recompute every metric from them."""
-    columns: dict[str, list] = {"split": [], "label": [], "anomaly": [], "rec_error": []}
-    has_lik = "log_likelihood" in result.scores["train"]
-    if has_lik:
-        columns["log_likelihood"] = []
+def write_test_scores(path: Path, scores: dict[str, dict[str, list]], dm: AnomalyDataModule) -> None:
+    """Per-sample test scores (scores[split][score name]), for networks and peers alike: anyone can
+    re-threshold or recompute every metric from them."""
+    names = list(next(iter(scores.values())))
+    columns: dict[str, list] = {"split": [], "label": [], "anomaly": [], **{name: [] for name in names}}
     for split, images in dm.test.items():
         columns["split"] += [split] * len(images)
         columns["label"] += images.labels.tolist()
         columns["anomaly"] += images.is_anomaly.int().tolist()
-        for name in ("rec_error", "log_likelihood") if has_lik else ("rec_error",):
-            columns[name] += result.scores[split][name].tolist()
+        for name in names:
+            columns[name] += list(scores[split][name])
     write_scores_csv(path, columns)
 
 
-def write_train_scores(path: Path, result: Evaluation, dm: AnomalyDataModule, callbacks: list) -> None:
-    """Per-sample training scores after training (Fig. 4b, Fig. 5 d-f), plus the columns a callback adds
-    (ITSR: the final candidate set, the final weight and the error when pretraining ended)."""
-    train = result.scores["train"]
-    columns = {
-        "label": dm.train.labels.tolist(),
-        "anomaly": dm.train.is_anomaly.int().tolist(),
-        "rec_error": train["rec_error"].tolist(),
-    }
-    if "log_likelihood" in train:
-        columns["log_likelihood"] = train["log_likelihood"].tolist()
+def write_train_scores(path: Path, scores: dict[str, list], dm: AnomalyDataModule, extra: dict | None = None) -> None:
+    """Per-sample training scores after training (Fig. 4b, Fig. 5 d-f), plus the columns the refinement adds
+    (the final candidate set; ITSR also the final weight and the error when pretraining ended)."""
+    columns = {"label": dm.train.labels.tolist(), "anomaly": dm.train.is_anomaly.int().tolist(), **scores}
+    write_scores_csv(path, columns | (extra or {}))
+
+
+def callback_score_columns(callbacks: list, dm: AnomalyDataModule) -> dict[str, list]:
+    """train_scores.csv's columns from the callbacks that take part in the run (ITSR's refinement)."""
+    columns: dict[str, list] = {}
     for callback in participants(callbacks):
         columns |= callback.train_score_columns(dm)
-    write_scores_csv(path, columns)
+    return columns
+
+
+def score_lists(scores: dict[str, torch.Tensor], names=("rec_error", "log_likelihood")) -> dict[str, list]:
+    """A model's per-sample scores as plain lists for the CSVs (codes left out)."""
+    return {name: scores[name].tolist() for name in names if name in scores}
 
 
 def number_or_na(value: float | None, spec: str = ".3f") -> str:

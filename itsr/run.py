@@ -37,10 +37,12 @@ from itsr.results import (
     METRICS_FILE,
     TEST_SCORES_FILE,
     TRAIN_SCORES_FILE,
+    callback_score_columns,
     console_summary,
     headline_bacc,
     nan_to_none,
     run_metrics,
+    score_lists,
     write_holdout_scores,
     write_test_scores,
     write_train_scores,
@@ -133,11 +135,12 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple) 
             module, dm, cfg.score_batch_size, sc.rec_percentile, sc.lik_percentile, sc.threshold_population
         )
         if dm.test:
-            write_test_scores(run_dir / TEST_SCORES_FILE, result, dm)
-        write_train_scores(run_dir / TRAIN_SCORES_FILE, result, dm, callbacks)
+            test = {split: score_lists(result.scores[split]) for split in dm.test}
+            write_test_scores(run_dir / TEST_SCORES_FILE, test, dm)
+        train = score_lists(result.scores["train"])
+        write_train_scores(run_dir / TRAIN_SCORES_FILE, train, dm, callback_score_columns(callbacks, dm))
         if dm.holdout is not None:
-            held = {k: v.tolist() for k, v in result.scores["holdout"].items() if k != "code"}
-            write_holdout_scores(run_dir / HOLDOUT_SCORES_FILE, held, dm)
+            write_holdout_scores(run_dir / HOLDOUT_SCORES_FILE, score_lists(result.scores["holdout"]), dm)
         save_model(
             run_dir / MODEL_FILE, module, cfg.model.name, result.detector, dm.preprocessing, result.holdout_detector
         )

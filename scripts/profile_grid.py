@@ -59,9 +59,19 @@ def commands(args, pairs, extra: list[str]) -> list[list[str]]:
             setting = paper or f"{dataset}_{normal}v{anomaly}"
             classes = [] if paper else [f"dataset.normal_class={normal}", f"dataset.anomaly_class={anomaly}"]
             cmd = [
-                sys.executable, "-m", "itsr.run", "-m", "experiment=quick", f"dataset={paper or dataset}", *classes,
-                f"model={','.join(group)}", "refine=none,itsr", f"alpha={args.alphas}", f"seed={args.seeds}",
-                "progress.enabled=false", f"hydra.sweep.dir={args.out / setting / ('networks' if group[0] in NETWORKS else 'peers')}",
+                sys.executable,
+                "-m",
+                "itsr.run",
+                "-m",
+                "experiment=quick",
+                f"dataset={paper or dataset}",
+                *classes,
+                f"model={','.join(group)}",
+                "refine=none,itsr",
+                f"alpha={args.alphas}",
+                f"seed={args.seeds}",
+                "progress.enabled=false",
+                f"hydra.sweep.dir={args.out / setting / ('networks' if group[0] in NETWORKS else 'peers')}",
             ]
             if group[0] not in NETWORKS:
                 cmd.append(f"model.detector.contamination={PEER_CONTAMINATION}")
@@ -71,7 +81,7 @@ def commands(args, pairs, extra: list[str]) -> list[list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -82,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--paper-pairs-only", action="store_true")
     parser.add_argument(
-        "--shard", default="0/1", help="I/N: run only every N-th pair starting at I (N jobs side by side, one core each)"
+        "--shard",
+        default="0/1",
+        help="I/N: run only every N-th pair starting at I (N jobs side by side, one core each)",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the pairs and commands, run nothing")
     args = parser.parse_args(argv)

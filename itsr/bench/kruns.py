@@ -33,7 +33,9 @@ AE_LR, AE_BETAS = 1.0e-3, (0.9, 0.999)  # conf/model/ae.yaml
 
 
 def autoencoder(input_dim: int) -> nn.Sequential:
-    return nn.Sequential(Encoder(input_dim, AE_HIDDEN, AE_LATENT, batch_norm=False), Decoder(AE_LATENT, AE_HIDDEN, input_dim))
+    return nn.Sequential(
+        Encoder(input_dim, AE_HIDDEN, AE_LATENT, batch_norm=False), Decoder(AE_LATENT, AE_HIDDEN, input_dim)
+    )
 
 
 def separate_step(model: nn.Module, optimizer, xb: torch.Tensor, device, precision: str) -> None:

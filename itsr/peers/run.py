@@ -38,13 +38,16 @@ from itsr.peers.refinement import refine_peer
 from itsr.provenance import provenance, write_config
 from itsr.results import (
     HOLDOUT_SCORES_FILE,
-    METRICS_FORMAT,
     REFINEMENT_FILE,
+    TEST_SCORES_FILE,
+    TRAIN_SCORES_FILE,
     holdout_results,
+    metrics_head,
     nan_to_none,
     run_identity,
     write_holdout_scores,
-    write_scores_csv,
+    write_test_scores,
+    write_train_scores,
 )
 from itsr.runtime import configure_torch, resolved_config
 from itsr.tracking import build_logger, finishing, log_results
@@ -94,8 +97,8 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
     configure_torch(cfg.threads, cfg.flush_denormal)
     pl.seed_everything(cfg.seed, workers=True)  # numpy's and torch's global RNGs: Deep SVDD shuffles with them
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = resolved_config(cfg)
-    write_config(run_dir, config)
+    resolved = resolved_config(cfg)
+    write_config(run_dir, resolved)
 
     dm = build_datamodule(cfg)
     dm.prepare_data()
@@ -139,21 +142,10 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
             write_holdout_scores(run_dir / HOLDOUT_SCORES_FILE, {SCORE_CRITERION: held_scores.tolist()}, dm)
 
         if dm.test:
-            columns: dict[str, list] = {"split": [], "label": [], "anomaly": [], SCORE_CRITERION: []}
-            for split, images in dm.test.items():
-                columns["split"] += [split] * len(images)
-                columns["label"] += images.labels.tolist()
-                columns["anomaly"] += images.is_anomaly.int().tolist()
-                columns[SCORE_CRITERION] += test_scores[split].tolist()
-            write_scores_csv(run_dir / "test_scores.csv", columns)
-        train_columns = {
-            "label": dm.train.labels.tolist(),
-            "anomaly": dm.train.is_anomaly.int().tolist(),
-            SCORE_CRITERION: train_scores.tolist(),
-        }
-        if candidates is not None:
-            train_columns["candidate"] = candidates.astype(int).tolist()
-        write_scores_csv(run_dir / "train_scores.csv", train_columns)
+            test = {split: {SCORE_CRITERION: scores.tolist()} for split, scores in test_scores.items()}
+            write_test_scores(run_dir / TEST_SCORES_FILE, test, dm)
+        candidate_column = {} if candidates is None else {"candidate": candidates.astype(int).tolist()}
+        write_train_scores(run_dir / TRAIN_SCORES_FILE, {SCORE_CRITERION: train_scores.tolist()}, dm, candidate_column)
         save_peer_model(run_dir / MODEL_FILE, cfg, peer_sha256, thresholds, train_scores, dm.preprocessing, holdout)
         train_tensor = torch.from_numpy(train_scores)
         training_error_histogram(
@@ -164,22 +156,18 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
             xlabel=f"{type(detector).__name__} score (higher = more anomalous)",
         )
         _, options = detector_options(cfg.model.detector)
-        metrics = {
-            "format_version": METRICS_FORMAT,
-            "config": {
-                **run_identity(
-                    cfg,
-                    epochs=next((options[k] for k in EPOCH_OPTIONS if k in options), None),
-                    batch_size=options.get("batch_size"),
-                ),
-                "detector": cfg.model.detector._target_,
-                "detector_options": options,
-                "score_percentile": cfg.scoring.rec_percentile,
-            },
-            "n_train": len(dm.train),
-            "n_train_anomalies": dm.n_train_anomalies,
-            "thresholds": {k: thresholds[k] for k in (SCORE_CRITERION, CONTAMINATION_CRITERION)},
-            "metrics": metrics_by_split,
+        identity = run_identity(
+            cfg,
+            epochs=next((options[k] for k in EPOCH_OPTIONS if k in options), None),
+            batch_size=options.get("batch_size"),
+        )
+        config = identity | {
+            "detector": cfg.model.detector._target_,
+            "detector_options": options,
+            "score_percentile": cfg.scoring.rec_percentile,
+        }
+        criteria_thresholds = {k: thresholds[k] for k in (SCORE_CRITERION, CONTAMINATION_CRITERION)}
+        metrics = metrics_head(dm, config, criteria_thresholds, metrics_by_split) | {
             "train_scores": {
                 k.replace("rec_", "score_"): v for k, v in error_by_group(train_tensor, dm.train.is_anomaly).items()
             },
@@ -188,7 +176,7 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
             "wall_time_s": round(time.time() - started, 1),
             "device": "cpu",
             "torch_threads": torch.get_num_threads(),
-            "provenance": provenance(config, "cpu", PEER_PRECISION),
+            "provenance": provenance(resolved, "cpu", PEER_PRECISION),
         }
         if history is not None:
             metrics["config"]["refine_by"] = "score"  # the only way a peer finds candidates (refine_peer)

@@ -72,7 +72,12 @@ def report_order(methods) -> list[str]:
 
 
 def alpha_table_head(title: str, columns: list[str]) -> list[str]:
-    return [title, "", "| method | " + " | ".join(columns) + " |", "| --- | " + " | ".join("---" for _ in columns) + " |"]
+    return [
+        title,
+        "",
+        "| method | " + " | ".join(columns) + " |",
+        "| --- | " + " | ".join("---" for _ in columns) + " |",
+    ]
 
 
 def level_table(runs: list[Run], split: str) -> list[str]:
@@ -166,9 +171,7 @@ def failures(runs: list[Run], split: str) -> list[str]:
     for (_, alpha), values in table.items():
         for setting, value in values.items():
             cells[(setting, alpha)].append(value)
-    failed = [
-        (s, a, max(v)) for (s, a), v in sorted(cells.items()) if v and all(x < CHANCE_AUROC for x in v if x == x)
-    ]
+    failed = [(s, a, max(v)) for (s, a), v in sorted(cells.items()) if v and all(x < CHANCE_AUROC for x in v if x == x)]
     lines = [f"### Where every method fails (AUROC below {CHANCE_AUROC} for all), {split} split", ""]
     if not failed:
         return lines + ["None.", ""]
@@ -203,7 +206,7 @@ def precision_table(runs: list[Run]) -> list[str]:
         "### Refinement's candidates against a random pick",
         "",
         "Precision and recall of the final candidate set A (labels used for this table only). A random pick "
-        "has precision α; \"near random\" counts runs with precision at most 2α, and \"of which hurt\" those of "
+        'has precision α; "near random" counts runs with precision at most 2α, and "of which hurt" those of '
         f"them whose observed BACC ends more than {EFFECT} below the plain base's.",
         "",
         "| refined method | α | runs | precision, mean (min, max) | recall, mean | near random | of which hurt |",
@@ -267,7 +270,7 @@ def guard_table(runs: list[Run]) -> list[str]:
     separation = _pair_auroc(gaps.get("helped", []) + gaps.get("neutral", []), gaps.get("hurt", []))
     lines += [
         "",
-        f"AUROC of the gap for \"not hurt\" against \"hurt\": {_num(separation)} (0.5: no separation).",
+        f'AUROC of the gap for "not hurt" against "hurt": {_num(separation)} (0.5: no separation).',
         "",
     ]
     return lines
