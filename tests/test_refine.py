@@ -116,3 +116,20 @@ def test_a_peer_cannot_refine_by_an_svm_on_codes(tmp_path) -> None:
     assert out.returncode != 0
     assert "has no latent codes" in out.stderr and "model.refinement.by=score" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_score_gap_tells_planted_outliers_from_a_smooth_tail() -> None:
+    """The label-free signal: the top 2% of an anomaly-free Gaussian sit about 2.4 std above the pool; 2%
+    planted outliers far out sit much further. Samples already in A are not part of the pool."""
+    from itsr.refinement import score_gap
+
+    rng = np.random.default_rng(0)
+    clean = rng.normal(size=20000)
+    none_yet = np.zeros(clean.size, dtype=bool)
+    assert score_gap(clean, none_yet, top_scoring(clean, none_yet, 0.02)) == pytest.approx(2.42, abs=0.1)
+    planted = clean.copy()
+    planted[:400] += 8.0
+    assert score_gap(planted, none_yet, top_scoring(planted, none_yet, 0.02)) > 4.0
+    in_a = np.zeros(clean.size, dtype=bool)
+    in_a[:400] = True  # once the outliers are in A, the next round's pool is the clean rest again
+    assert score_gap(planted, in_a, top_scoring(planted, in_a, 0.02)) == pytest.approx(2.42, abs=0.15)
