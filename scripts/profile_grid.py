@@ -48,32 +48,21 @@ def draw_pairs(per_dataset: int, seed: int) -> list[tuple[str, int, int]]:
 
 
 def commands(args, pairs, extra: list[str]) -> list[list[str]]:
-    models = args.models.split(",")
-    groups = [[m for m in models if m not in NETWORKS], [m for m in models if m in NETWORKS]]
+    """One Hydra multirun per pair and model (refine x alpha x seed): a peer's contamination override
+    must be composed with the peer already chosen, which a sweep over models would not do."""
     out = []
     for dataset, normal, anomaly in pairs:
-        for group in groups:
-            if not group:
-                continue
-            paper = PAPER_CONFIGS.get((dataset, normal, anomaly))
-            setting = paper or f"{dataset}_{normal}v{anomaly}"
-            classes = [] if paper else [f"dataset.normal_class={normal}", f"dataset.anomaly_class={anomaly}"]
+        paper = PAPER_CONFIGS.get((dataset, normal, anomaly))
+        setting = paper or f"{dataset}_{normal}v{anomaly}"
+        classes = [] if paper else [f"dataset.normal_class={normal}", f"dataset.anomaly_class={anomaly}"]
+        for model in args.models.split(","):
             cmd = [
-                sys.executable,
-                "-m",
-                "itsr.run",
-                "-m",
-                "experiment=quick",
-                f"dataset={paper or dataset}",
+                *(sys.executable, "-m", "itsr.run", "-m", "experiment=quick", f"dataset={paper or dataset}"),
                 *classes,
-                f"model={','.join(group)}",
-                "refine=none,itsr",
-                f"alpha={args.alphas}",
-                f"seed={args.seeds}",
-                "progress.enabled=false",
-                f"hydra.sweep.dir={args.out / setting / ('networks' if group[0] in NETWORKS else 'peers')}",
+                *(f"model={model}", "refine=none,itsr", f"alpha={args.alphas}", f"seed={args.seeds}"),
+                *("progress.enabled=false", f"hydra.sweep.dir={args.out / setting / model}"),
             ]
-            if group[0] not in NETWORKS:
+            if model not in NETWORKS:
                 cmd.append(f"model.detector.contamination={PEER_CONTAMINATION}")
             out.append(cmd + extra)
     return out
