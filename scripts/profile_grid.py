@@ -2,7 +2,7 @@
 
     python scripts/profile_grid.py --out multirun/profile [--pairs-per-dataset 8] [--draw-seed 0]
         [--models knn,iforest,pca] [--alphas 0,0.01,0.05,0.1,0.2] [--seeds 0] [--paper-pairs-only]
-        [--shard I/N] [--dry-run] [-- extra overrides...]
+        [--shard I/N] [--skip-existing] [--dry-run] [-- extra overrides...]
     python -m itsr.report multirun/profile --profile --out results/robustness/report.md
 
 Class pairs: the paper's three plus `--pairs-per-dataset` ordered (normal, anomaly) pairs per dataset
@@ -85,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         default="0/1",
         help="I/N: run only every N-th pair starting at I (N jobs side by side, one core each)",
     )
+    parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave out a pair and model whose sweep directory exists (a grown grid)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the pairs and commands, run nothing")
     args = parser.parse_args(argv)
     pairs = list(PAPER_PAIRS) if args.paper_pairs_only else draw_pairs(args.pairs_per_dataset, args.draw_seed)
@@ -93,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     print("class pairs:", ", ".join(f"{d}_{a}v{b}" for d, a, b in pairs), flush=True)
     failed = 0
     for cmd in commands(args, pairs, extra):
+        sweep_dir = Path(next(c for c in cmd if c.startswith("hydra.sweep.dir=")).split("=", 1)[1])
+        if args.skip_existing and sweep_dir.exists():
+            print(f"exists, left out: {sweep_dir}", flush=True)
+            continue
         print(" ".join(cmd[1:]), flush=True)
         if not args.dry_run:
             failed += subprocess.run(cmd).returncode != 0
