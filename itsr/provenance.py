@@ -21,6 +21,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Config keys that say where or how fast a run goes, or which run of a group it is, never what it computes:
 # left out of the fingerprint so that the seeds of one cell, or the same cell on two machines, share it.
 NOT_IN_FINGERPRINT = ("seed", "data_dir", "download", "threads", "progress", "checkpoint", "ckpt_path", "logger")
+# the places the configs copy the run's seed into (`${seed}`): left out with it, or every seed of a cell
+# would get its own fingerprint and the report would flag each multi-seed group as mixed
+SEED_COPIES = (("dataset", "datamodule", "seed"), ("model", "detector", "random_state"))
 LIBRARIES = ("torch", "pytorch-lightning", "numpy", "scikit-learn", "scipy", "pyod", "hydra-core")
 
 
@@ -74,7 +77,13 @@ def hardware(device: str) -> dict:
 
 def config_fingerprint(config: dict) -> str:
     """sha256 (first 12 hex digits) of the resolved config without NOT_IN_FINGERPRINT's keys."""
-    kept = {k: v for k, v in config.items() if k not in NOT_IN_FINGERPRINT}
+    kept = json.loads(json.dumps({k: v for k, v in config.items() if k not in NOT_IN_FINGERPRINT}, default=str))
+    for *parents, leaf in SEED_COPIES:
+        node = kept
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

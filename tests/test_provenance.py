@@ -65,6 +65,11 @@ def test_a_peer_run_records_the_same(tmp_path) -> None:
 def test_the_fingerprint_ignores_seeds_and_paths_but_not_a_method_setting() -> None:
     base = OmegaConf.to_container(compose_cfg(["model=itsr"]), resolve=True)
     assert config_fingerprint({**base, "seed": 7, "data_dir": "/elsewhere", "threads": 2}) == config_fingerprint(base)
+    for model in ("itsr", "iforest"):  # composed with another seed: the configs' copies of it (`${seed}`) too
+        first, other = (
+            OmegaConf.to_container(compose_cfg([f"model={model}", f"seed={seed}"]), resolve=True) for seed in (0, 7)
+        )
+        assert config_fingerprint(first) == config_fingerprint(other), model
     changed = json.loads(json.dumps(base))
     changed["model"]["refinement"]["nu"] = 0.05
     assert config_fingerprint(changed) != config_fingerprint(base)
