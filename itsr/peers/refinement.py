@@ -58,7 +58,7 @@ def refine_peer(
     for round_ in range(1, rounds + 1):
         _, scores = fit_on_remaining(new_detector, x, candidates, model_name, source)
         new = top_scoring(scores, candidates, nu)
-        if (candidates | new).all() or len(x) - int((candidates | new).sum()) <= 1:
+        if len(x) - int((candidates | new).sum()) <= 1:  # a detector needs at least two samples to fit
             log.warning("refinement round %d would leave too few samples to fit; refinement stops here", round_)
             break
         gap = score_gap(scores, candidates, new)
