@@ -4,6 +4,11 @@ Fitted on the training scores with the paper's percentiles, it holds T_rec and T
 4.1), gives one score per criterion (higher = more anomalous) and the decisions, computes the test
 metrics, and is what model.pt saves and `itsr.predict` loads. It keeps the training scores, so the
 same model can be re-thresholded at other percentiles when scoring new images.
+
+The networks and the PyOD peers share it. A peer has one score per image ("score", higher = more
+anomalous): the T_rec rule reads that score and is reported as criterion "score", and PyOD's own rule
+(flag the top `contamination` of the training scores) is a further percentile of the same score,
+criterion "contamination" (`fit_single_score`).
 """
 
 from __future__ import annotations
@@ -12,9 +17,20 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from itsr.scoring import CRITERIA, Thresholds, criterion_scores, decisions, detection_metrics, fit_thresholds
+from itsr.scoring import (
+    CRITERIA,
+    MIN_SCALE,
+    Thresholds,
+    criterion_scores,
+    decisions,
+    detection_metrics,
+    fit_thresholds,
+    percentile,
+)
 
 REC_ONLY = ("rec",)  # a model without a latent prior has the reconstruction criterion alone
+REC_SCORE = "rec_error"  # the networks' scores, as AnomalyModel.score names them
+LIKELIHOOD_SCORE = "log_likelihood"
 
 
 def _select(values: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -32,6 +48,10 @@ class ThresholdDetector:
     train_rec_error: torch.Tensor
     train_log_likelihood: torch.Tensor | None = None
     population: torch.Tensor | None = None  # the training samples the thresholds come from; None = all
+    score_name: str = REC_SCORE  # the score the T_rec rule reads (a peer: "score")
+    rec_criterion: str = "rec"  # that rule's criterion name (a peer: "score")
+    # further percentile rules on the same score, (criterion, percentile, threshold), listed before it
+    extra_rules: tuple[tuple[str, float, float], ...] = ()
 
     @classmethod
     def fit(
@@ -57,6 +77,23 @@ class ThresholdDetector:
             None if mask is None else mask.detach().cpu(),
         )
 
+    @classmethod
+    def fit_single_score(
+        cls,
+        scores: torch.Tensor,
+        score_percentile: float,
+        score_name: str,
+        extra_percentiles: dict[str, float],
+        mask: torch.Tensor | None = None,
+    ) -> ThresholdDetector:
+        """A detector with one score (a PyOD peer): the paper's rule, anomalous above the
+        score_percentile-th percentile of the training scores, reported as criterion `score_name`, and
+        one further rule per named percentile (PyOD's contamination rule)."""
+        base = cls.fit(scores, None, score_percentile, 0.0, mask=mask)
+        values = _select(base.train_rec_error, base.population)
+        rules = tuple((name, float(q), percentile(values, q)) for name, q in extra_percentiles.items())
+        return replace(base, score_name=score_name, rec_criterion=score_name, extra_rules=rules)
+
     def refit(self, rec_percentile: float | None = None, lik_percentile: float | None = None) -> ThresholdDetector:
         """The same detector at other percentiles (None keeps the saved one), from the saved training
         scores of the population it was fitted on; with neither given, the saved thresholds unchanged."""
@@ -70,20 +107,56 @@ class ThresholdDetector:
 
     @property
     def criteria(self) -> tuple[str, ...]:
-        return CRITERIA if self.thresholds.t_prior is not None else REC_ONLY
+        own = CRITERIA if self.thresholds.t_prior is not None else REC_ONLY
+        return tuple(name for name, _, _ in self.extra_rules) + tuple(
+            self.rec_criterion if c == "rec" else c for c in own
+        )
 
     @property
     def default_criterion(self) -> str:
         """The paper's rule: either threshold (Sec. 4.1) where there is a prior, else T_rec (Sec. 3)."""
         return self.criteria[-1]
 
+    def _named(self, own: dict[str, torch.Tensor], extra: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The extra rules first, then the model's own criteria under their reported names."""
+        return extra | {self.rec_criterion if c == "rec" else c: v for c, v in own.items()}
+
     def scores(self, rec_error: torch.Tensor, log_likelihood: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """One score per criterion, > 0 exactly when that criterion flags the image."""
-        return criterion_scores(self.thresholds, rec_error, log_likelihood)
+        extra = {}
+        for name, _, threshold in self.extra_rules:  # in units of the distance from the training median
+            scale = max(threshold - self.thresholds.rec_median, MIN_SCALE)
+            extra[name] = (rec_error.double() - threshold) / scale
+        return self._named(criterion_scores(self.thresholds, rec_error, log_likelihood), extra)
 
     def decide(self, rec_error: torch.Tensor, log_likelihood: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Boolean decisions per criterion, with the paper's strict inequalities."""
-        return decisions(self.thresholds, rec_error, log_likelihood)
+        extra = {name: rec_error > threshold for name, _, threshold in self.extra_rules}
+        return self._named(decisions(self.thresholds, rec_error, log_likelihood), extra)
+
+    def _inputs(self, scores: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        likelihood = scores.get(LIKELIHOOD_SCORE) if self.thresholds.t_prior is not None else None
+        return scores[self.score_name], likelihood
+
+    def scores_of(self, scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`scores` from a model's named scores (ScoringModel.score)."""
+        return self.scores(*self._inputs(scores))
+
+    def decide_of(self, scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`decide` from a model's named scores (ScoringModel.score)."""
+        return self.decide(*self._inputs(scores))
+
+    def evaluate_scores(self, is_anomaly: torch.Tensor, scores: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+        """`evaluate` from a model's named scores (ScoringModel.score)."""
+        return self.evaluate(is_anomaly, *self._inputs(scores))
+
+    def reported_thresholds(self) -> dict[str, float | None]:
+        """metrics.json's `thresholds`: t_rec and t_prior of a network; a peer's threshold per criterion."""
+        if self.rec_criterion == "rec" and not self.extra_rules:
+            return {"t_rec": self.thresholds.t_rec, "t_prior": self.thresholds.t_prior}
+        return {name: threshold for name, _, threshold in self.extra_rules} | {
+            self.rec_criterion: self.thresholds.t_rec
+        }
 
     def evaluate(
         self, is_anomaly: torch.Tensor, rec_error: torch.Tensor, log_likelihood: torch.Tensor | None = None
@@ -102,6 +175,9 @@ class ThresholdDetector:
             "train_rec_error": self.train_rec_error,
             "train_log_likelihood": self.train_log_likelihood,
             "threshold_population": self.population,  # absent in files written before it: all samples
+            "score_name": self.score_name,  # absent in files written before peers shared this object
+            "rec_criterion": self.rec_criterion,
+            "extra_rules": [list(rule) for rule in self.extra_rules],
         }
 
     @classmethod
@@ -114,4 +190,7 @@ class ThresholdDetector:
             payload["train_rec_error"],
             payload.get("train_log_likelihood"),
             payload.get("threshold_population"),
+            payload.get("score_name", REC_SCORE),
+            payload.get("rec_criterion", "rec"),
+            tuple((str(name), float(q), float(t)) for name, q, t in payload.get("extra_rules", ())),
         )

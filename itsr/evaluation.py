@@ -1,4 +1,8 @@
-"""Scores a trained model on the training set and the test splits and turns them into metrics."""
+"""Scores a trained model on the training set and the test splits and turns them into metrics.
+
+One function for every detector of the run contract (itsr.interface.ScoringModel): our networks and the
+PyOD peers alike get their thresholds, calibrated thresholds and metrics here.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import torch
 from itsr.data.datamodule import AnomalyDataModule
 from itsr.detector import ThresholdDetector
 from itsr.errors import check_choice
-from itsr.models.base import AnomalyModel
+from itsr.interface import ScoringModel
 from itsr.scoring import Thresholds
 
 
@@ -45,7 +49,7 @@ def threshold_mask(weights: torch.Tensor | None, population: str) -> torch.Tenso
 
 
 def evaluate(
-    model: AnomalyModel,
+    model: ScoringModel,
     datamodule: AnomalyDataModule,
     batch_size: int,
     rec_percentile: float,
@@ -55,21 +59,16 @@ def evaluate(
     """The detector fitted on the training scores (see threshold_mask); then the metrics of every
     criterion on every test split. With a held-out slice, a second detector from its scores and the
     same metrics under it."""
-    scores = {"train": model.score(datamodule.train.x, batch_size)}
+    scores = {"train": model.training_scores(datamodule.train.x, batch_size)}
     for split, images in datamodule.test.items():
         scores[split] = model.score(images.x, batch_size)
-    train = scores["train"]
     mask = threshold_mask(getattr(datamodule, "sample_weights", None), threshold_population)
-    detector = ThresholdDetector.fit(
-        train["rec_error"], train.get("log_likelihood"), rec_percentile, lik_percentile, mask=mask
-    )
+    detector = model.fit_threshold_detector(scores["train"], rec_percentile, lik_percentile, mask)
     result = Evaluation(detector, scores, test_metrics(detector, datamodule, scores))
     holdout = getattr(datamodule, "holdout", None)
     if holdout is not None:
-        held = scores["holdout"] = model.score(holdout.x, batch_size)
-        result.holdout_detector = ThresholdDetector.fit(
-            held["rec_error"], held.get("log_likelihood"), rec_percentile, lik_percentile
-        )
+        scores["holdout"] = model.score(holdout.x, batch_size)
+        result.holdout_detector = model.fit_threshold_detector(scores["holdout"], rec_percentile, lik_percentile)
         result.metrics_holdout = test_metrics(result.holdout_detector, datamodule, scores)
     return result
 
@@ -77,18 +76,15 @@ def evaluate(
 def test_metrics(detector: ThresholdDetector, datamodule: AnomalyDataModule, scores: dict) -> dict:
     """Every criterion's metrics on every labelled test split, under one detector's thresholds."""
     return {
-        split: detector.evaluate(
-            datamodule.test[split].is_anomaly, scores[split]["rec_error"], scores[split].get("log_likelihood")
-        )
-        for split in datamodule.test
+        split: detector.evaluate_scores(datamodule.test[split].is_anomaly, scores[split]) for split in datamodule.test
     }
 
 
-def error_by_group(rec_error: torch.Tensor, is_anomaly: torch.Tensor) -> dict[str, float]:
-    """Mean and std of the reconstruction error of normal vs anomalous images (Figs. 1, 4)."""
+def error_by_group(rec_error: torch.Tensor, is_anomaly: torch.Tensor, prefix: str = "rec") -> dict[str, float]:
+    """Mean and std of the reconstruction error (a peer: its score) of normal vs anomalous images (Figs. 1, 4)."""
     out: dict[str, float] = {}
     for group, mask in (("normal", ~is_anomaly), ("anomalous", is_anomaly)):
         values = rec_error[mask].double()
-        out[f"rec_{group}_mean"] = float(values.mean()) if values.numel() else float("nan")
-        out[f"rec_{group}_std"] = float(values.std()) if values.numel() > 1 else float("nan")
+        out[f"{prefix}_{group}_mean"] = float(values.mean()) if values.numel() else float("nan")
+        out[f"{prefix}_{group}_std"] = float(values.std()) if values.numel() > 1 else float("nan")
     return out

@@ -128,15 +128,7 @@ def load_model(
             )
         module = module_class(**payload["hparams"])
         module.load_state_dict(payload["state_dict"])
-        detector = ThresholdDetector.from_dict(payload)
-        held = payload.get("holdout_detector")
-        if thresholds == "holdout" and held is None:
-            raise ModelFileError(
-                f"{path}: --thresholds holdout, but this model was trained without a held-out slice "
-                "(scoring.holdout_fraction=0); use --thresholds train"
-            )
-        if thresholds in ("holdout", "auto") and held is not None:
-            detector = ThresholdDetector.from_dict(held)
+        detector = saved_detector(path, payload, thresholds)
     except ModelFileError:
         raise
     except Exception as error:  # hparams, weights or preprocessing that do not fit each other
@@ -147,6 +139,23 @@ def load_model(
         ) from None
     module.eval()
     return module, detector, payload
+
+
+def saved_detector(path: Path, payload: dict, thresholds: str = "auto") -> ThresholdDetector:
+    """The decision rule a model file saved, networks' and peers' alike: the training set's (the paper's
+    rule) or the held-out slice's (thresholds: "train", "holdout", or "auto" = holdout where there is one)."""
+    if "t_rec" not in payload["thresholds"]:  # a peer's file from before peers shared ThresholdDetector
+        raise ModelFileError(
+            f"{path}: written by an older itsr whose peer files kept their thresholds in another layout; "
+            "rerun the peer with `python -m itsr.run` (it takes seconds)"
+        )
+    held = payload.get("holdout_detector")
+    if thresholds == "holdout" and held is None:
+        raise ModelFileError(
+            f"{path}: --thresholds holdout, but this model was trained without a held-out slice "
+            "(scoring.holdout_fraction=0); use --thresholds train"
+        )
+    return ThresholdDetector.from_dict(held if thresholds in ("holdout", "auto") and held is not None else payload)
 
 
 def _check_thresholds(path: Path, payload: dict, has_likelihood: bool) -> None:

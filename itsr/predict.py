@@ -24,9 +24,16 @@ from itsr.atomic import write_bytes_atomic
 from itsr.cli import program_name
 from itsr.data.images import ImageSizeError, Preprocessing, find_images, load_images
 from itsr.errors import OptionError
-from itsr.model_file import THRESHOLD_SOURCES, ModelFileError, load_model, read_model_file
-from itsr.peers import PEER_CRITERIA, PEER_MODULE, SCORE_CRITERION, PeerError
-from itsr.scoring import CRITERIA, Thresholds, check_percentile, criterion_scores, decisions, fit_thresholds
+from itsr.model_file import (
+    THRESHOLD_SOURCES,
+    ModelFileError,
+    load_model,
+    read_model_file,
+    resolve_model_path,
+    saved_detector,
+)
+from itsr.peers import PEER_CRITERIA, PEER_MODULE, PeerError
+from itsr.scoring import CRITERIA, check_percentile
 
 MONTAGE_DEFAULT_COUNT = 16
 BATCH_SIZE_DEFAULT = 1024  # images scored at once; memory only, the scores do not depend on it
@@ -110,42 +117,40 @@ def score_paths_with_peer(
     from itsr.peers.detector import load_peer, score_images
 
     name = payload["model"]
-    criterion = criterion or payload["criterion"]
-    if criterion not in PEER_CRITERIA:
-        raise PredictError(f"--criterion {criterion}: this {name} peer offers {PEER_CRITERIA}")
     if lik_percentile is not None:
         raise PredictError(f"--lik-percentile: this {name} peer has no likelihood")
-    if percentile is not None and criterion != SCORE_CRITERION:
-        raise PredictError(f"--rec-percentile re-thresholds the {SCORE_CRITERION!r} criterion, not {criterion!r}")
     if not Path(model).is_dir():
         raise PredictError(
             f"{model}: a {name} peer keeps its fitted detector as a pickle ({payload['peer_file']}) beside "
             "model.pt; itsr unpickles it only from a run directory you name: pass the run directory"
         )
+    try:
+        detector = saved_detector(resolve_model_path(model), payload, thresholds)
+    except ModelFileError as error:
+        raise PredictError(str(error)) from None
+    criterion = criterion or detector.default_criterion
+    if criterion not in detector.criteria:
+        raise PredictError(f"--criterion {criterion}: this {name} peer offers {detector.criteria}")
+    if percentile is not None and criterion != detector.rec_criterion:
+        raise PredictError(
+            f"--rec-percentile re-thresholds the {detector.rec_criterion!r} criterion, not {criterion!r}"
+        )
     prep = Preprocessing.from_dict(payload["preprocessing"])
     x, kept, skipped = _images(inputs, prep, progress)
-    detector = load_peer(Path(model), payload["peer_sha256"])
-    raw = torch.from_numpy(score_images(detector, x.numpy()))
-    held = payload.get("holdout_score")
-    if thresholds == "holdout" and held is None:
-        raise PredictError(f"--thresholds holdout: this {name} peer was fitted without a held-out slice")
-    source = "holdout" if thresholds != "train" and held is not None else "train"
-    train = held if source == "holdout" else payload["train_score"]
-    saved = payload["thresholds_holdout"] if source == "holdout" else payload["thresholds"]
-    if percentile is not None:  # the saved training scores, another percentile: as --rec-percentile for our models
-        threshold = fit_thresholds(train, rec_percentile=percentile)
-    else:  # the threshold saved for the criterion, scaled by the training median as our models' scores
-        threshold = Thresholds(t_rec=saved[criterion], rec_median=saved["median"])
+    peer = load_peer(Path(model), payload["peer_sha256"])
+    scores = {detector.score_name: torch.from_numpy(score_images(peer, x.numpy()))}
+    detector = detector.refit(rec_percentile=percentile)  # the saved scores at another percentile, if asked
     return {
         "paths": kept,
         "skipped": skipped,
-        "detector_score": raw,
-        "score": criterion_scores(threshold, raw)["rec"],
-        "is_anomaly": decisions(threshold, raw)["rec"],
+        "detector_score": scores[detector.score_name],
+        "score": detector.scores_of(scores)[criterion],
+        "is_anomaly": detector.decide_of(scores)[criterion],
         "reconstruction": None,
         "inputs": x,
-        "thresholds": threshold,
-        "threshold_source": source,
+        "thresholds": detector.thresholds,
+        "threshold_value": detector.reported_thresholds()[criterion],
+        "threshold_source": "holdout" if thresholds != "train" and payload.get("holdout_detector") else "train",
         "criterion": criterion,
         "preprocessing": prep,
         "peer": name,
@@ -327,10 +332,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     n, flagged = len(result["paths"]), int(result["is_anomaly"].sum())
     th = result["thresholds"]
-    threshold = f"threshold {th.t_rec:.5g}" if "peer" in result else f"T_rec {th.t_rec:.5g}"
+    threshold = f"threshold {result['threshold_value']:.5g}" if "peer" in result else f"T_rec {th.t_rec:.5g}"
     print(
         f"scored {n} images: {flagged} flagged as anomalous ({100 * flagged / n:.1f}%), criterion "
-        f"{result['criterion']}, {threshold}" + (f", T_prior {th.t_prior:.4g}" if th.t_prior else "")
+        f"{result['criterion']}, {threshold}"
+        + (f", T_prior {th.t_prior:.4g}" if th.t_prior else "")
         + f" (thresholds from the {'held-out slice' if result['threshold_source'] == 'holdout' else 'training set'})"
     )
     if result["skipped"]:

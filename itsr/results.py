@@ -90,26 +90,41 @@ def metrics_head(dm: AnomalyDataModule, config: dict, thresholds: dict, metrics_
 
 
 def run_metrics(
-    cfg: DictConfig, dm: AnomalyDataModule, result: Evaluation, epochs: int, started: float, device: str, threads: int
+    dm: AnomalyDataModule,
+    identity: dict,
+    result: Evaluation,
+    train_summary: dict,
+    started: float,
+    device: str,
+    threads: int,
 ) -> dict:
-    """metrics.json of a trained model (before ITSR adds its refinement history)."""
-    from itsr.evaluation import error_by_group
-
-    metrics = metrics_head(
-        dm,
-        run_identity(cfg, epochs=epochs, batch_size=cfg.batch_size),
-        {"t_rec": result.thresholds.t_rec, "t_prior": result.thresholds.t_prior},
-        result.metrics,
-    ) | {
-        "train_errors": error_by_group(result.scores["train"]["rec_error"], dm.train.is_anomaly),
-        "wall_time_s": round(time.time() - started, 1),
-        "device": device,
-        "torch_threads": threads,
-    }
+    """metrics.json of any run (network or peer), before the model adds its own entries (ITSR its
+    refinement history, a peer its timings)."""
+    metrics = (
+        metrics_head(dm, identity, result.detector.reported_thresholds(), result.metrics)
+        | train_summary
+        | {
+            "wall_time_s": round(time.time() - started, 1),
+            "device": device,
+            "torch_threads": threads,
+        }
+    )
     if result.holdout_detector is not None:
-        held = result.holdout_detector.thresholds
-        metrics |= holdout_results(dm, {"t_rec": held.t_rec, "t_prior": held.t_prior}, result.metrics_holdout)
+        metrics |= holdout_results(dm, result.holdout_detector.reported_thresholds(), result.metrics_holdout)
     return metrics
+
+
+def write_run_scores(
+    run_dir: Path, dm: AnomalyDataModule, scores: dict, names: tuple[str, ...], train_columns: dict[str, list]
+) -> None:
+    """test_scores.csv, train_scores.csv (with the refinement's columns) and holdout_scores.csv."""
+    if dm.test:
+        write_test_scores(
+            run_dir / TEST_SCORES_FILE, {split: score_lists(scores[split], names) for split in dm.test}, dm
+        )
+    write_train_scores(run_dir / TRAIN_SCORES_FILE, score_lists(scores["train"], names), dm, train_columns)
+    if dm.holdout is not None:
+        write_holdout_scores(run_dir / HOLDOUT_SCORES_FILE, score_lists(scores["holdout"], names), dm)
 
 
 def holdout_results(dm: AnomalyDataModule, thresholds: dict, metrics_by_split: dict) -> dict:

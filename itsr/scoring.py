@@ -19,7 +19,7 @@ from itsr.errors import OptionError
 
 LOG_2PI = math.log(2.0 * math.pi)
 # A denominator below this is treated as a degenerate (constant) training score distribution.
-_MIN_SCALE = 1e-12
+MIN_SCALE = 1e-12
 
 CRITERIA = ("rec", "lik", "combined")
 PERCENTILE_RANGE = (0.0, 100.0)
@@ -97,12 +97,12 @@ def criterion_scores(
     it is positive exactly when either rule fires (the OR rule of Sec. 4.1), and it stays a
     continuous, tie-free score for AUROC and AP.
     """
-    rec_scale = max(thresholds.t_rec - thresholds.rec_median, _MIN_SCALE)
+    rec_scale = max(thresholds.t_rec - thresholds.rec_median, MIN_SCALE)
     scores = {"rec": (rec_error.double() - thresholds.t_rec) / rec_scale}
     if log_likelihood is not None:
         if thresholds.t_prior is None or thresholds.lik_median is None:
             raise ValueError("log-likelihood scores given, but the thresholds have no t_prior")
-        lik_scale = max(thresholds.lik_median - thresholds.t_prior, _MIN_SCALE)
+        lik_scale = max(thresholds.lik_median - thresholds.t_prior, MIN_SCALE)
         scores["lik"] = (thresholds.t_prior - log_likelihood.double()) / lik_scale
         scores["combined"] = torch.maximum(scores["rec"], scores["lik"])
     return scores

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from itsr.detector import ThresholdDetector
@@ -41,3 +42,21 @@ def test_a_model_file_written_before_the_population_field_refits_on_all_samples(
     del payload["threshold_population"]
     reloaded = ThresholdDetector.from_dict(payload)
     assert reloaded.population is None and reloaded.refit(rec_percentile=95).thresholds.t_rec > 10
+
+
+def test_a_single_score_detector_has_the_peers_two_rules_on_one_score() -> None:
+    """A PyOD peer's rules: `score` above p90 of the training scores, `contamination` above p95 (PyOD's
+    threshold_ at contamination 0.05); the further rule is listed first, the paper's rule last (the default)."""
+    train = torch.arange(1000, dtype=torch.float64)
+    detector = ThresholdDetector.fit_single_score(train, 90, "score", {"contamination": 95})
+    assert detector.criteria == ("contamination", "score") and detector.default_criterion == "score"
+    assert detector.reported_thresholds() == {"contamination": pytest.approx(949.05), "score": pytest.approx(899.1)}
+    new = {"score": torch.tensor([0.0, 900.0, 950.0])}
+    assert detector.decide_of(new)["score"].tolist() == [False, True, True]
+    assert detector.decide_of(new)["contamination"].tolist() == [False, False, True]
+    for name, values in detector.scores_of(new).items():  # positive exactly when the rule flags
+        assert torch.equal(values > 0, detector.decide_of(new)[name])
+    reloaded = ThresholdDetector.from_dict(detector.to_dict())
+    assert reloaded.reported_thresholds() == detector.reported_thresholds() and reloaded.criteria == detector.criteria
+    higher = reloaded.refit(rec_percentile=99)  # --rec-percentile moves the `score` rule only
+    assert higher.reported_thresholds()["score"] > 980 and higher.extra_rules == detector.extra_rules

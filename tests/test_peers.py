@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from itsr.atomic import write_json_atomic
+from itsr.detector import ThresholdDetector
 from itsr.model_file import MODEL_FILE
 from itsr.peers import PEER_FILE, PEERS
 from itsr.peers.detector import fit_detector, score_images
@@ -78,7 +79,8 @@ def test_the_peer_model_file_loads_without_pickle_and_pyod_alone_repeats_the_run
     run_dir, metrics = peer_run
     payload = torch.load(run_dir / MODEL_FILE, weights_only=True)  # refuses any pickled object in model.pt
     assert payload["module"] == "pyod" and payload["peer_file"] == PEER_FILE
-    assert payload["thresholds"]["score"] == metrics["thresholds"]["score"]
+    # the networks' threshold object and layout: both criteria's thresholds come back from the file
+    assert ThresholdDetector.from_dict(payload).reported_thresholds() == metrics["thresholds"]
     x_train, y_train, _, _ = mnist_arrays
     idx, _ = contaminated_training_indices(y_train, 0, 2, 0.05, 0)
     images = x_train[idx].reshape(len(idx), -1).astype(np.float32) / 255.0
@@ -299,3 +301,60 @@ def test_a_peer_run_over_a_finished_one_is_refused_and_keeps_it(peer_run, tmp_pa
     assert out.returncode != 0 and "holds a finished run" in out.stderr and "cannot resume" in out.stderr
     assert "Traceback" not in out.stderr
     assert (finished / "metrics.json").read_bytes() == before
+
+
+def test_predict_by_the_contamination_rule_flags_fewer_than_by_the_paper_rule(peer_run, mnist_arrays, tmp_path):
+    """The peer's second criterion comes from the same saved threshold object: PyOD's rule (top 5% at
+    contamination 0.05) lies above the paper's p90, so it flags a subset of what `score` flags."""
+    run_dir, metrics = peer_run
+    _, _, x_test, y_test = mnist_arrays
+    digits = tmp_path / "digits"
+    for k in np.flatnonzero((y_test == 0) | (y_test == 2))[:60]:
+        save_png(digits / f"d{k:05d}.png", x_test[k])
+    flagged = {}
+    for criterion in ("score", "contamination"):
+        out = tmp_path / f"{criterion}.csv"
+        assert predict([str(run_dir), str(digits), "--out", str(out), "--criterion", criterion]) == 0
+        rows = read_rows(out)
+        threshold = metrics["thresholds"][criterion]
+        assert all(r["is_anomaly"] == str(int(float(r["detector_score"]) > threshold)) for r in rows)
+        flagged[criterion] = {r["path"] for r in rows if r["is_anomaly"] == "1"}
+    assert metrics["thresholds"]["contamination"] > metrics["thresholds"]["score"]
+    assert flagged["contamination"] < flagged["score"]  # a strict subset: some images lie between the two
+
+
+def test_a_peer_model_file_of_the_old_threshold_layout_is_refused_with_the_fix(peer_run, tmp_path, capsys) -> None:
+    """Peer files written before peers shared the networks' threshold object kept a dict of thresholds."""
+    run_dir, metrics = peer_run
+    copy = tmp_path / "old"
+    copy.mkdir()
+    payload = torch.load(run_dir / MODEL_FILE, weights_only=True)
+    payload["thresholds"] = {"score": 0.1, "contamination": 0.2, "median": 0.0}
+    torch.save(payload, copy / MODEL_FILE)
+    (copy / PEER_FILE).write_bytes((run_dir / PEER_FILE).read_bytes())
+    digits = tmp_path / "digits"
+    save_png(digits / "zero.png", np.zeros((28, 28)))
+    assert predict([str(copy), str(digits), "--out", str(tmp_path / "s.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "rerun the peer" in err and "Traceback" not in err
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_networks_and_peers_share_one_run_pipeline_through_one_declared_interface() -> None:
+    """Both kinds of model are RunModels and reach metrics.json through the same function."""
+    from itsr.interface import RunModel
+    from itsr.network_run import NetworkRun
+    from itsr.peers.run import PeerRun
+    from itsr.run import build_run_model
+    from itsr.runtime import resolved_config
+    from tests.conftest import tiny_overrides
+
+    peer = compose_cfg(PEER_RUN)
+    network = compose_cfg(tiny_overrides("ae"))
+    assert isinstance(build_run_model(peer, resolved_config(peer), ()), PeerRun)
+    assert isinstance(build_run_model(network, resolved_config(network), ()), NetworkRun)
+    for model in (
+        build_run_model(peer, resolved_config(peer), ()),
+        build_run_model(network, resolved_config(network), ()),
+    ):
+        assert isinstance(model, RunModel)

@@ -6,6 +6,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from itsr.detector import LIKELIHOOD_SCORE, REC_SCORE, ThresholdDetector
 from itsr.scoring import reconstruction_error, standard_normal_log_likelihood
 
 
@@ -212,3 +213,19 @@ class AnomalyModel(pl.LightningModule):
         finally:
             self.train(was_training)
         return {k: torch.cat(v) for k, v in parts.items()}
+
+    def training_scores(self, x: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
+        """The training set scored as any image (itsr.interface.ScoringModel)."""
+        return self.score(x, batch_size)
+
+    def fit_threshold_detector(
+        self,
+        scores: dict[str, torch.Tensor],
+        rec_percentile: float,
+        lik_percentile: float,
+        mask: torch.Tensor | None = None,
+    ) -> ThresholdDetector:
+        """T_rec from the reconstruction errors, T_prior (with a prior) from the log-likelihoods."""
+        return ThresholdDetector.fit(
+            scores[REC_SCORE], scores.get(LIKELIHOOD_SCORE), rec_percentile, lik_percentile, mask=mask
+        )

@@ -12,13 +12,11 @@ import io
 from pathlib import Path
 
 import numpy as np
-import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from itsr.atomic import write_bytes_atomic
-from itsr.peers import CONTAMINATION_CRITERION, PEER_CRITERIA, PEER_FILE, SCORE_CRITERION, PeerError
-from itsr.scoring import detection_metrics, percentile
+from itsr.peers import PEER_FILE, PeerError
 
 # PyOD's detectors take the input dimension under this name when they need it (Deep SVDD)
 INPUT_DIM_OPTION = "n_features"
@@ -99,34 +97,6 @@ def fit_detector(detector, x: np.ndarray, model_name: str, source: str) -> np.nd
 def score_images(detector, x: np.ndarray) -> np.ndarray:
     """The detector's score per image, higher = more anomalous (PyOD's convention)."""
     return np.asarray(detector.decision_function(x), dtype=np.float64)
-
-
-def peer_thresholds(train_scores: np.ndarray, detector, score_percentile: float) -> dict[str, float]:
-    """Both criteria's thresholds and the training median (which scales itsr.predict's score)."""
-    train = torch.from_numpy(train_scores)
-    return {
-        SCORE_CRITERION: percentile(train, score_percentile),  # the paper's T_rec rule on the peer's score
-        CONTAMINATION_CRITERION: float(detector.threshold_),  # PyOD: top `contamination` of training scores
-        "median": percentile(train, 50.0),
-    }
-
-
-def peer_holdout_thresholds(holdout_scores: np.ndarray, detector, score_percentile: float) -> dict[str, float]:
-    """The calibrated rule: the same percentiles taken over the held-out slice's scores. `contamination`
-    becomes the (1 - contamination) quantile of those scores, as PyOD's threshold_ is of the training scores."""
-    held = torch.from_numpy(holdout_scores)
-    return {
-        SCORE_CRITERION: percentile(held, score_percentile),
-        CONTAMINATION_CRITERION: percentile(held, 100.0 * (1.0 - float(detector.contamination))),
-        "median": percentile(held, 50.0),
-    }
-
-
-def evaluate_peer_split(thresholds: dict[str, float], is_anomaly: torch.Tensor, scores: np.ndarray) -> dict:
-    """TPR/TNR/BACC per criterion with the paper's strict rule (score > threshold); AUROC and AP of the raw
-    score, which both criteria share."""
-    values = torch.from_numpy(scores)
-    return {c: detection_metrics(is_anomaly, values > thresholds[c], values) for c in PEER_CRITERIA}
 
 
 def save_peer(run_dir: Path, detector) -> str:

@@ -1,10 +1,10 @@
-"""One peer run: the run directory contract of `itsr.run`, with a PyOD detector instead of a network.
+"""A PyOD detector in the run pipeline of `itsr.run` (itsr.interface.RunModel), beside our networks.
 
-The same DataModule (contaminated training set, observed and unobserved test splits, or your folder),
-the same writers, the same threshold rule (p90 of the training scores, `scoring.rec_percentile`), the same
-metrics. Files: metrics.json (criteria `score` and `contamination`), test_scores.csv and train_scores.csv
-(column `score`), train_errors.png, model.pt (weights_only: thresholds, training scores, preprocessing;
-no pickle) and peer.joblib (the fitted detector, a pickle; see `itsr.peers.detector.load_peer`).
+The same pipeline, DataModule, threshold object (itsr.detector.ThresholdDetector: p90 of the training
+scores, `scoring.rec_percentile`, as criterion `score`; PyOD's contamination rule as criterion
+`contamination`), writers and metrics. Its own files: train_errors.png of its scores, model.pt (weights_only:
+the threshold detectors with the training scores, preprocessing; no pickle) and peer.joblib (the fitted
+detector, a pickle; see `itsr.peers.detector.load_peer`).
 """
 
 from __future__ import annotations
@@ -14,43 +14,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
-from itsr.atomic import write_bytes_atomic, write_csv_atomic, write_json_atomic
-from itsr.build import build_datamodule
+from itsr.atomic import write_bytes_atomic, write_csv_atomic
+from itsr.detector import ThresholdDetector
 from itsr.evaluation import error_by_group
 from itsr.figures import training_error_histogram
 from itsr.model_file import MODEL_FILE, MODEL_FORMAT
 from itsr.peers import CONTAMINATION_CRITERION, PEER_FILE, PEER_MODULE, SCORE_CRITERION
-from itsr.peers.detector import (
-    build_detector,
-    detector_options,
-    evaluate_peer_split,
-    fit_detector,
-    peer_holdout_thresholds,
-    peer_thresholds,
-    save_peer,
-    score_images,
-)
+from itsr.peers.detector import build_detector, detector_options, fit_detector, save_peer, score_images
 from itsr.peers.refinement import refine_peer
-from itsr.provenance import provenance, write_config
-from itsr.results import (
-    HOLDOUT_SCORES_FILE,
-    REFINEMENT_FILE,
-    TEST_SCORES_FILE,
-    TRAIN_SCORES_FILE,
-    holdout_results,
-    metrics_head,
-    nan_to_none,
-    run_identity,
-    write_holdout_scores,
-    write_test_scores,
-    write_train_scores,
-)
-from itsr.runtime import configure_torch, resolved_config
-from itsr.tracking import build_logger, finishing, log_results
+from itsr.results import REFINEMENT_FILE, run_identity
 
 # PyOD's deep detectors call their training length by one of these names
 EPOCH_OPTIONS = ("epochs", "epoch_num")
@@ -58,63 +33,42 @@ EPOCH_OPTIONS = ("epochs", "epoch_num")
 PEER_PRECISION = "pyod-default"
 
 
-def save_peer_model(
-    path: Path,
-    cfg: DictConfig,
-    peer_sha256: str,
-    thresholds: dict,
-    train_scores: np.ndarray,
-    prep,
-    holdout: tuple[dict, np.ndarray] | None = None,
-):
-    """model.pt of a peer: plain data and tensors only (weights_only loading), pointing at peer.joblib;
-    holdout: the calibrated thresholds and the held-out slice's scores, where the run had one."""
-    target, options = detector_options(cfg.model.detector)
-    payload = {
-        "format": MODEL_FORMAT,
-        "model": cfg.model.name,
-        "module": PEER_MODULE,
-        "detector": {"target": target, "options": options},
-        "peer_file": PEER_FILE,
-        "peer_sha256": peer_sha256,
-        "thresholds": thresholds,
-        "percentiles": {SCORE_CRITERION: cfg.scoring.rec_percentile},
-        "criterion": SCORE_CRITERION,
-        "preprocessing": prep.to_dict(),
-        "train_score": torch.from_numpy(train_scores),  # re-threshold at other percentiles when scoring
-        "thresholds_holdout": None if holdout is None else holdout[0],
-        "holdout_score": None if holdout is None else torch.from_numpy(holdout[1]),
-    }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    write_bytes_atomic(path, buffer.getvalue())
+def contamination_percentile(detector) -> float:
+    """PyOD's threshold_ is this percentile of the training scores (the top `contamination` flagged)."""
+    return 100.0 * (1.0 - float(detector.contamination))
 
 
-def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
-    """From a validated config to metrics.json in run_dir; returns the metrics (as `train_and_evaluate`)."""
+class PeerRun:
+    """One PyOD detector's run: fitted once, or refined by its own scores (refine=itsr)."""
 
-    started = time.time()
-    configure_torch(cfg.threads, cfg.flush_denormal)
-    pl.seed_everything(cfg.seed, workers=True)  # numpy's and torch's global RNGs: Deep SVDD shuffles with them
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = resolved_config(cfg)
-    write_config(run_dir, resolved)
+    score_names = (SCORE_CRITERION,)
+    restart_refusal = "a peer run cannot resume, so it would start afresh"
+    precision = PEER_PRECISION
+    device = "cpu"
 
-    dm = build_datamodule(cfg)
-    dm.prepare_data()
-    dm.setup("fit")
-    name = cfg.model.name
-    source = f"dataset.root={cfg.dataset.root}" if "root" in cfg.dataset else cfg.dataset.setting
-    detector = build_detector(cfg.model.detector, name, dm.input_dim)
-    logger = build_logger(cfg, run_dir)
-    with finishing(logger):
-        fit_started = time.perf_counter()
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        self.name = cfg.model.name
+        self.detector = None
+        self.train_scores: np.ndarray | None = None
+        self.candidates: np.ndarray | None = None
+        self.history: list[dict] | None = None
+        self.fit_time = self.score_time = 0.0
+
+    def checkpoint(self, run_dir: Path, config: dict) -> None:
+        return None  # a PyOD fit takes seconds and keeps no checkpoint
+
+    def fit(self, dm, run_dir: Path, logger, ckpt_path) -> None:
+        """Fit on the trained part's images (no labels, no held-out slice); pickle the fitted detector."""
+        cfg, name = self.cfg, self.name
+        source = f"dataset.root={cfg.dataset.root}" if "root" in cfg.dataset else cfg.dataset.setting
+        started = time.perf_counter()
         refinement = cfg.model.get("refinement")
-        candidates, history = None, None
         if refinement is None:
-            train_scores = fit_detector(detector, dm.train.x.numpy(), name, source)  # images only, never labels
+            self.detector = build_detector(cfg.model.detector, name, dm.input_dim)
+            self.train_scores = fit_detector(self.detector, dm.train.x.numpy(), name, source)
         else:  # refine=itsr: rounds of refits without the candidates (labels only for A's precision and recall)
-            detector, train_scores, candidates, history = refine_peer(
+            self.detector, self.train_scores, self.candidates, self.history = refine_peer(
                 lambda: build_detector(cfg.model.detector, name, dm.input_dim),
                 dm.train.x.numpy(),
                 dm.train.is_anomaly.numpy(),
@@ -124,76 +78,82 @@ def fit_and_evaluate_peer(cfg: DictConfig, run_dir: Path) -> dict:
                 name,
                 source,
             )
-        fit_time = time.perf_counter() - fit_started
+        self.fit_time = time.perf_counter() - started
         # saved as fitted: scoring may leave state behind (ECOD keeps the last scored batch, 383 MB on MNIST)
-        peer_sha256 = save_peer(run_dir, detector)
-        score_started = time.perf_counter()
-        test_scores = {split: score_images(detector, images.x.numpy()) for split, images in dm.test.items()}
-        score_time = time.perf_counter() - score_started
-        thresholds = peer_thresholds(train_scores, detector, cfg.scoring.rec_percentile)
-        metrics_by_split = {
-            split: evaluate_peer_split(thresholds, dm.test[split].is_anomaly, scores)
-            for split, scores in test_scores.items()
-        }
-        holdout = None
-        if dm.holdout is not None:  # fitted on the trained part only; thresholds from the held-out slice
-            held_scores = score_images(detector, dm.holdout.x.numpy())
-            holdout = (peer_holdout_thresholds(held_scores, detector, cfg.scoring.rec_percentile), held_scores)
-            write_holdout_scores(run_dir / HOLDOUT_SCORES_FILE, {SCORE_CRITERION: held_scores.tolist()}, dm)
+        self.peer_sha256 = save_peer(run_dir, self.detector)
 
-        if dm.test:
-            test = {split: {SCORE_CRITERION: scores.tolist()} for split, scores in test_scores.items()}
-            write_test_scores(run_dir / TEST_SCORES_FILE, test, dm)
-        candidate_column = {} if candidates is None else {"candidate": candidates.astype(int).tolist()}
-        write_train_scores(run_dir / TRAIN_SCORES_FILE, {SCORE_CRITERION: train_scores.tolist()}, dm, candidate_column)
-        save_peer_model(run_dir / MODEL_FILE, cfg, peer_sha256, thresholds, train_scores, dm.preprocessing, holdout)
-        train_tensor = torch.from_numpy(train_scores)
-        training_error_histogram(
-            train_tensor,
-            dm.train.is_anomaly,
-            f"Training scores: {name.upper()}, {cfg.dataset.setting}, alpha={cfg.alpha}",
-            run_dir / "train_errors.png",
-            xlabel=f"{type(detector).__name__} score (higher = more anomalous)",
+    def score(self, x: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
+        started = time.perf_counter()
+        values = torch.from_numpy(score_images(self.detector, x.numpy()))
+        self.score_time += time.perf_counter() - started
+        return {SCORE_CRITERION: values}
+
+    def training_scores(self, x: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
+        """PyOD's own training scores (leave-one-out for KNN and LOF; candidates scored as unseen)."""
+        return {SCORE_CRITERION: torch.from_numpy(self.train_scores)}
+
+    def fit_threshold_detector(self, scores, rec_percentile, lik_percentile, mask=None) -> ThresholdDetector:
+        return ThresholdDetector.fit_single_score(
+            scores[SCORE_CRITERION],
+            rec_percentile,
+            SCORE_CRITERION,
+            {CONTAMINATION_CRITERION: contamination_percentile(self.detector)},
+            mask=mask,
         )
-        _, options = detector_options(cfg.model.detector)
+
+    def identity(self) -> dict:
+        _, options = detector_options(self.cfg.model.detector)
         identity = run_identity(
-            cfg,
+            self.cfg,
             epochs=next((options[k] for k in EPOCH_OPTIONS if k in options), None),
             batch_size=options.get("batch_size"),
         )
-        config = identity | {
-            "detector": cfg.model.detector._target_,
+        return identity | {
+            "detector": self.cfg.model.detector._target_,
             "detector_options": options,
-            "score_percentile": cfg.scoring.rec_percentile,
+            "score_percentile": self.cfg.scoring.rec_percentile,
         }
-        criteria_thresholds = {k: thresholds[k] for k in (SCORE_CRITERION, CONTAMINATION_CRITERION)}
-        metrics = metrics_head(dm, config, criteria_thresholds, metrics_by_split) | {
-            "train_scores": {
-                k.replace("rec_", "score_"): v for k, v in error_by_group(train_tensor, dm.train.is_anomaly).items()
-            },
-            "fit_time_s": round(fit_time, 3),
-            "score_time_s": round(score_time, 3),
-            "wall_time_s": round(time.time() - started, 1),
-            "device": "cpu",
-            "torch_threads": torch.get_num_threads(),
-            "provenance": provenance(resolved, "cpu", PEER_PRECISION),
+
+    def train_summary(self, scores: dict[str, torch.Tensor], is_anomaly: torch.Tensor) -> dict:
+        return {"train_scores": error_by_group(scores[SCORE_CRITERION], is_anomaly, prefix="score")}
+
+    def train_score_columns(self, dm) -> dict[str, list]:
+        return {} if self.candidates is None else {"candidate": self.candidates.astype(int).tolist()}
+
+    def save(self, run_dir: Path, result, dm) -> None:
+        """model.pt of a peer: plain data and tensors only (weights_only loading), pointing at peer.joblib;
+        the threshold detectors in the networks' layout, the calibrated one where the run had a held-out slice."""
+        target, options = detector_options(self.cfg.model.detector)
+        payload = {
+            "format": MODEL_FORMAT,
+            "model": self.cfg.model.name,
+            "module": PEER_MODULE,
+            "detector": {"target": target, "options": options},
+            "peer_file": PEER_FILE,
+            "peer_sha256": self.peer_sha256,
+            "preprocessing": dm.preprocessing.to_dict(),
+            **result.detector.to_dict(),
+            "holdout_detector": None if result.holdout_detector is None else result.holdout_detector.to_dict(),
         }
-        if history is not None:
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        write_bytes_atomic(run_dir / MODEL_FILE, buffer.getvalue())
+
+    def write_figures(self, run_dir: Path, result, dm) -> None:
+        cfg = self.cfg
+        training_error_histogram(
+            result.scores["train"][SCORE_CRITERION],
+            dm.train.is_anomaly,
+            f"Training scores: {self.name.upper()}, {cfg.dataset.setting}, alpha={cfg.alpha}",
+            run_dir / "train_errors.png",
+            xlabel=f"{type(self.detector).__name__} score (higher = more anomalous)",
+        )
+
+    def add_results(self, metrics: dict, run_dir: Path) -> None:
+        metrics["fit_time_s"] = round(self.fit_time, 3)
+        metrics["score_time_s"] = round(self.score_time, 3)  # the test splits and the held-out slice
+        if self.history is not None:
             metrics["config"]["refine_by"] = "score"  # the only way a peer finds candidates (refine_peer)
-            metrics["refinement"] = history
-            if history:
-                write_csv_atomic(run_dir / REFINEMENT_FILE, history)
-        if holdout is not None:
-            held_thresholds = holdout[0]
-            metrics |= holdout_results(
-                dm,
-                {k: held_thresholds[k] for k in (SCORE_CRITERION, CONTAMINATION_CRITERION)},
-                {
-                    split: evaluate_peer_split(held_thresholds, dm.test[split].is_anomaly, scores)
-                    for split, scores in test_scores.items()
-                },
-            )
-        metrics = nan_to_none(metrics)
-        write_json_atomic(run_dir / "metrics.json", metrics)
-        log_results(logger, metrics, sorted(run_dir.glob("*.png")))
-        return metrics
+            metrics["refinement"] = self.history
+            if self.history:
+                write_csv_atomic(run_dir / REFINEMENT_FILE, self.history)

@@ -1,0 +1,101 @@
+"""Our networks (AE, AAE, ITSR) in the run pipeline: a LightningModule trained by a Trainer, with the
+config's callbacks (ITSR's refinement, curves, checkpoints), resumable from the run directory.
+
+Implements itsr.interface.RunModel; the pipeline itself is itsr.run.train_and_evaluate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from itsr.build import build_callbacks, build_module, schedule_epochs
+from itsr.evaluation import error_by_group
+from itsr.figures import write_run_figures
+from itsr.hooks import participants
+from itsr.model_file import MODEL_FILE, save_model
+from itsr.progress import RunProgress
+from itsr.results import callback_score_columns, run_identity
+from itsr.runtime import AtomicCheckpointIO, RecordConfig, check_resume, fit_stopped, resolve_ckpt_path, slurm_plugins
+
+
+class NetworkRun:
+    """One network's run; `module` exists once fit() has built it for the data's input size."""
+
+    score_names = ("rec_error", "log_likelihood")
+    restart_refusal = "ckpt_path=null would start afresh over it"
+
+    def __init__(self, cfg: DictConfig, config: dict, extra_callbacks: tuple = ()):
+        self.cfg = cfg
+        self.callbacks = [*build_callbacks(cfg), *extra_callbacks, RecordConfig(config)]
+        self.max_epochs = schedule_epochs(self.callbacks, cfg.model.max_epochs)
+        self.precision = str(cfg.trainer.precision)
+        self.device = "cpu"
+        self.module = None
+
+    def checkpoint(self, run_dir: Path, config: dict) -> str | None:
+        ckpt_path = resolve_ckpt_path(self.cfg.ckpt_path, run_dir)
+        if ckpt_path is not None:
+            check_resume(Path(ckpt_path), config)
+        return ckpt_path
+
+    def fit(self, dm, run_dir: Path, logger, ckpt_path: str | None) -> None:
+        cfg = self.cfg
+        if cfg.data_on_device and cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available():
+            dm.place_on("cuda")
+        self.module = build_module(cfg, dm.input_dim)
+        if cfg.compile.enabled:
+            self.module.compile_networks(**OmegaConf.to_container(cfg.compile.options, resolve=True))
+        callbacks = list(self.callbacks)
+        if cfg.progress.enabled:  # first: it clears its terminal line before the others' epoch-end hooks log
+            schedule = next((c.schedule for c in participants(callbacks)), None)
+            callbacks.insert(0, RunProgress(cfg.progress.every_n_epochs, schedule))
+        trainer = pl.Trainer(
+            **OmegaConf.to_container(cfg.trainer, resolve=True),
+            plugins=[AtomicCheckpointIO(), *(slurm_plugins() or [])],
+            max_epochs=self.max_epochs,
+            callbacks=callbacks,
+            logger=logger,
+            default_root_dir=str(run_dir),
+        )
+        with fit_stopped(run_dir):  # Lightning stops its loop on SIGTERM; this turns that into RunStopped
+            trainer.fit(self.module, datamodule=dm, ckpt_path=ckpt_path)
+        self.device = str(self.module.device)
+
+    def score(self, x: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
+        return self.module.score(x, batch_size)
+
+    def training_scores(self, x: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
+        return self.module.training_scores(x, batch_size)
+
+    def fit_threshold_detector(self, scores, rec_percentile, lik_percentile, mask=None):
+        return self.module.fit_threshold_detector(scores, rec_percentile, lik_percentile, mask)
+
+    def identity(self) -> dict:
+        return run_identity(self.cfg, epochs=self.max_epochs, batch_size=self.cfg.batch_size)
+
+    def train_summary(self, scores: dict[str, torch.Tensor], is_anomaly: torch.Tensor) -> dict:
+        return {"train_errors": error_by_group(scores["rec_error"], is_anomaly)}
+
+    def train_score_columns(self, dm) -> dict[str, list]:
+        return callback_score_columns(self.callbacks, dm)
+
+    def save(self, run_dir: Path, result, dm) -> None:
+        save_model(
+            run_dir / MODEL_FILE,
+            self.module,
+            self.cfg.model.name,
+            result.detector,
+            dm.preprocessing,
+            result.holdout_detector,
+        )
+
+    def write_figures(self, run_dir: Path, result, dm) -> None:
+        write_run_figures(run_dir, self.cfg, result, dm)
+
+    def add_results(self, metrics: dict, run_dir: Path) -> None:
+        for callback in participants(self.callbacks):  # ITSR's refinement adds its rounds and retraining figures
+            callback.add_results(metrics, run_dir)
