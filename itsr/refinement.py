@@ -7,6 +7,10 @@ Phases, scheduled by epoch (never by global_step, which counts every optimizer s
                 candidates, they join A (which only grows), w_i = 0 for A; R epochs on the rest;
   retraining    after epoch P + d*R: T_retrain = p80 of the candidates' reconstruction errors,
                 w_i = w_anomaly < 0 for candidates above it, 0 for the others in A.
+by="batch" (in the spirit of Latent Outlier Exposure, LOE-hard, Qiu et al. 2022) keeps the schedule but
+finds no set A: from epoch P on, every batch's top `batch_fraction` by reconstruction error is dropped
+(weight 0) from that step; the rounds record which samples the last epoch dropped, and there is no
+negative-weight phase (LOE-hard has none).
 The candidate set, the round counter, the phase and the diagnostics live in the callback's
 state_dict; the weights live in the DataModule's. Both go into checkpoints, so a resumed run
 continues with the same A, weights and phase.
@@ -32,15 +36,18 @@ log = logging.getLogger(__name__)
 
 PHASES = ("pretraining", "refinement", "retraining")
 FIT_ON = ("remaining", "all")
-# how candidates are found: a one-class SVM on the codes (Sec. 4.2), the top nu by the training score, or
-# "auto": the SVM where the model has codes (the networks), the score where it has none (PyOD peers)
-CANDIDATES_BY = ("auto", "svm", "score")
+# how candidates are found: a one-class SVM on the codes (Sec. 4.2), the top nu by the training score, the
+# top of every training batch (networks only), or "auto": the SVM where the model has codes (the networks),
+# the score where it has none (PyOD peers)
+CANDIDATES_BY = ("auto", "svm", "score", "batch")
 
 
 def resolve_by(by: str, has_codes: bool) -> str:
     """`by` with "auto" replaced by what the model allows: "svm" with codes, else "score"."""
     check_choice("by", by, CANDIDATES_BY)
     return by if by != "auto" else ("svm" if has_codes else "score")
+
+
 SVM_METHODS = ("exact", "nystroem")
 NYSTROEM_COMPONENTS = 100  # kernel approximation rank for the "nystroem" method
 
@@ -219,8 +226,12 @@ class ITSRRefinement(pl.Callback, RunParticipant):
         score_batch_size: int,
         svm: str = "exact",
         by: str = "svm",
+        batch_fraction: float = 0.1,
     ):
         check_refinement_options(nu, by)
+        if not 0.0 < batch_fraction < 1.0:
+            raise OptionError("batch_fraction", "must lie in (0, 1)", batch_fraction)
+        self.batch_fraction = batch_fraction
         check_negative_weight(w_anomaly)
         if not 0.0 <= retrain_percentile <= 100.0:
             raise OptionError("retrain_percentile", "must lie in [0, 100]", retrain_percentile)
@@ -282,8 +293,18 @@ class ITSRRefinement(pl.Callback, RunParticipant):
         if self.candidates is None:
             self.candidates = np.zeros(len(trainer.datamodule.train), dtype=bool)
 
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """by="batch": drop the top of every batch from the end of pretraining on (set per epoch, so a
+        resumed run drops from the same epoch)."""
+        after_pretraining = trainer.current_epoch >= self.schedule.pretrain_epochs
+        pl_module.batch_drop_fraction = self.batch_fraction if self.by == "batch" and after_pretraining else 0.0
+        pl_module.take_batch_dropped()  # forget what an interrupted epoch dropped
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         completed = trainer.current_epoch + 1
+        if self.by == "batch":
+            self._record_batch_drops(trainer, pl_module, completed)
+            return
         round_ = self.schedule.detection_round_after(completed)
         if round_ is not None and not self.stopped_early:
             self._refine(trainer, pl_module, round_, completed)
@@ -349,6 +370,28 @@ class ITSRRefinement(pl.Callback, RunParticipant):
         log.info("ITSR round %d: %s", round_, row)
         self._log(pl_module, {f"refinement/{k}": v for k, v in row.items()})
 
+    def _record_batch_drops(self, trainer: pl.Trainer, pl_module, completed: int) -> None:
+        """by="batch": at each of the schedule's detection epochs, a row on the samples the last epoch
+        dropped (its "candidates"); the phase follows the schedule."""
+        dropped = pl_module.take_batch_dropped().numpy()
+        self.phase = self.schedule.phase_of_epoch(completed - 1)
+        round_ = self.schedule.detection_round_after(completed)
+        if round_ is None and completed != self.schedule.total_epochs:
+            return
+        dm = trainer.datamodule
+        last = np.zeros(len(dm.train), dtype=bool)
+        last[dropped] = True
+        if round_ == 1:
+            self.pretrained_rec_error = pl_module.score(dm.train.x, self.score_batch_size)["rec_error"].double().numpy()
+        if not last.any():  # the epoch before the first detection trained without drops
+            return
+        row = {"round": len(self.history) + 1, "epoch": completed, "n_new": int((last & ~self.candidates).sum())}
+        row |= candidate_quality(last, dm.train.is_anomaly.numpy()) | {"score_gap": float("nan")}
+        self.candidates, self.rounds_done = last, row["round"]
+        self.history.append(row)
+        log.info("batch refinement, epoch %d: %s", completed, row)
+        self._log(pl_module, {f"refinement/{k}": v for k, v in row.items()})
+
     def _start_retraining(self, trainer: pl.Trainer, pl_module, completed: int) -> None:
         dm = trainer.datamodule
         scores = pl_module.score(dm.train.x, self.score_batch_size)
@@ -372,7 +415,7 @@ class ITSRRefinement(pl.Callback, RunParticipant):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Where retraining left the negative-weight samples: the end-to-end check that it pushed
         them the way Sec. 4.2 says (higher reconstruction error, lower likelihood)."""
-        if self.phase != "retraining" or trainer.current_epoch < self.schedule.total_epochs:
+        if self.by == "batch" or self.phase != "retraining" or trainer.current_epoch < self.schedule.total_epochs:
             return
         dm = trainer.datamodule
         negative = dm.sample_weights.cpu().numpy() < 0

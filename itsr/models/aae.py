@@ -73,12 +73,14 @@ class AdversarialAutoencoderModule(AnomalyModel):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         opt_rec, opt_disc, opt_gen = self.optimizers()
         hp = self.hparams
-        x, w = batch["x"], batch["weight"]
+        x = batch["x"]
         epoch = self.current_epoch
 
         with self.toggled_optimizer(opt_rec):
             z = self.encoder(x)
-            rec_loss = weighted_mean(reconstruction_error(x, self.decoder(z)), w)
+            rec_error = reconstruction_error(x, self.decoder(z))
+            w = self.batch_weights(rec_error, batch)  # refinement by="batch" drops its top errors from all 3 steps
+            rec_loss = weighted_mean(rec_error, w)
             check_finite(rec_loss, "reconstruction", epoch)
             opt_rec.zero_grad(set_to_none=True)
             self.manual_backward(rec_loss)

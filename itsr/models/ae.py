@@ -38,8 +38,9 @@ class AutoencoderModule(AnomalyModel):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         optimizer = self.optimizers()
-        x, w = batch["x"], batch["weight"]
-        loss = weighted_mean(reconstruction_error(x, self(x)), w)
+        x = batch["x"]
+        rec_error = reconstruction_error(x, self(x))
+        loss = weighted_mean(rec_error, self.batch_weights(rec_error, batch))
         check_finite(loss, "reconstruction", self.current_epoch)
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)

@@ -24,6 +24,20 @@ def mean_over_counted(weighted_values: torch.Tensor, weights: torch.Tensor) -> t
     return weighted_values.sum() / (weights != 0).sum().clamp(min=1)
 
 
+def drop_top_of_batch(losses: torch.Tensor, weights: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Latent Outlier Exposure, hard (Qiu et al., ICML 2022): the round(fraction * n) samples of the batch
+    with the highest loss, among the n that count (w > 0), get weight 0 for this step. `losses` are the
+    per-sample losses the ranking uses (detached); returns the new weights."""
+    counted = weights > 0
+    n_drop = int(round(fraction * int(counted.sum())))
+    if n_drop == 0:
+        return weights
+    ranked = torch.where(counted, losses.detach().float(), torch.tensor(float("-inf"), device=losses.device))
+    dropped = torch.zeros_like(counted)
+    dropped[torch.topk(ranked, n_drop).indices] = True
+    return torch.where(dropped, torch.zeros_like(weights), weights)
+
+
 def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """The paper's L_w = sum_i w_i L_i (Sec. 4.2), scaled per batch: each value weighed once."""
     return mean_over_counted(weights * values, weights)
@@ -143,6 +157,23 @@ class AnomalyModel(pl.LightningModule):
 
     has_likelihood = False
     min_batch_size = 1  # the smallest training batch the module can learn from
+    # refinement by="batch" (itsr.refinement): the fraction of every batch dropped by its reconstruction
+    # error in this epoch (0: none); the dropped samples' dataset indices are kept for the diagnostics
+    batch_drop_fraction = 0.0
+
+    def batch_weights(self, rec_error: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The batch's sample weights, with the top batch_drop_fraction by reconstruction error set to 0."""
+        weights = batch["weight"]
+        if self.batch_drop_fraction <= 0.0:
+            return weights
+        new = drop_top_of_batch(rec_error, weights, self.batch_drop_fraction)
+        self.__dict__.setdefault("_batch_dropped", []).append(batch["index"][(new == 0) & (weights != 0)].cpu())
+        return new
+
+    def take_batch_dropped(self) -> torch.Tensor:
+        """The dataset indices dropped since the last call (each batch's top fraction), and forget them."""
+        parts = self.__dict__.pop("_batch_dropped", [])
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
 
     def accumulate_losses(self, losses: dict[str, torch.Tensor]) -> None:
         """Sum the step losses on the device; they are logged once per epoch. Calling self.log on

@@ -48,9 +48,11 @@ def refine_peer(
 ):
     """(detector fitted on X without A, training scores of all of X, A, one row per round)."""
     check_refinement_options(nu, by)
-    if resolve_by(by, has_codes=False) != "score":
+    by = resolve_by(by, has_codes=False)
+    if by != "score":
+        why = "has no latent codes for a one-class SVM" if by == "svm" else "is fitted at once, not in batches"
         raise PeerError(
-            f"model.refinement.by={by}: model={model_name} has no latent codes for a one-class SVM; "
+            f"model.refinement.by={by}: model={model_name} {why}; "
             "use model.refinement.by=score (the top nu of its own training scores)"
         )
     candidates = np.zeros(len(x), dtype=bool)
