@@ -104,6 +104,7 @@ def run_metrics(
         metrics_head(dm, identity, result.detector.reported_thresholds(), result.metrics)
         | train_summary
         | {
+            "criterion": result.detector.default_criterion,  # the model's own rule, which headline_bacc reads
             "wall_time_s": round(time.time() - started, 1),
             "device": device,
             "torch_threads": threads,
@@ -231,10 +232,13 @@ def console_summary(cfg: DictConfig, metrics: dict, run_dir: Path) -> str:
 
 
 def headline_bacc(metrics: dict) -> float | None:
-    """The first test split's BACC by the last criterion, for Hydra sweepers; None without a test set
-    (dataset=folder without labels has no "observed" split)."""
+    """The first test split's BACC by the model's own criterion, for Hydra sweepers; None without a test set
+    (dataset=folder without labels has no "observed" split). Runs written before metrics.json named its
+    criterion listed it last."""
     splits = metrics["metrics"]
     if not splits:
         return None
     by_criterion = next(iter(splits.values()))
-    return by_criterion[list(by_criterion)[-1]]["bacc"] if by_criterion else None
+    if not by_criterion:
+        return None
+    return by_criterion[metrics.get("criterion") or list(by_criterion)[-1]]["bacc"]

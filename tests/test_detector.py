@@ -60,3 +60,16 @@ def test_a_single_score_detector_has_the_peers_two_rules_on_one_score() -> None:
     assert reloaded.reported_thresholds() == detector.reported_thresholds() and reloaded.criteria == detector.criteria
     higher = reloaded.refit(rec_percentile=99)  # --rec-percentile moves the `score` rule only
     assert higher.reported_thresholds()["score"] > 980 and higher.extra_rules == detector.extra_rules
+
+
+def test_the_sweepers_headline_is_the_bacc_of_the_criterion_metrics_json_names() -> None:
+    """headline_bacc reads metrics.json's `criterion` (the model's own rule); older files listed it last."""
+    from itsr.results import headline_bacc
+
+    by_criterion = {"contamination": {"bacc": 0.6}, "score": {"bacc": 0.9}}
+    assert headline_bacc({"metrics": {"observed": by_criterion}, "criterion": "contamination"}) == 0.6
+    assert headline_bacc({"metrics": {"observed": by_criterion}}) == 0.9
+    assert headline_bacc({"metrics": {}}) is None
+    detector = ThresholdDetector.fit(torch.rand(100), torch.rand(100), 90, 10)
+    assert detector.default_criterion == "combined"  # the paper's OR rule where there is a prior (Sec. 4.1)
+    assert ThresholdDetector.fit(torch.rand(100), None, 90, 10).default_criterion == "rec"
