@@ -106,3 +106,21 @@ def test_the_report_shows_commits_per_group_and_flags_mixed_ones(tmp_path) -> No
     assert "f3, f4" in rows["ae"] and "⚠ mixed" in rows["ae"]
     runs, problems = read_runs([tmp_path])
     assert "| mnist_0v2 | 0.01 | ae | 1 | not recorded | not recorded |" in render(runs, problems, [])
+
+
+def test_the_report_fingerprints_a_saved_config_by_todays_rules(tmp_path) -> None:
+    """Two seeds of one cell whose runs recorded fingerprints under an older rule (the seed's copies
+    included) are one config; a run whose config.yaml differs in a method setting is flagged."""
+    from omegaconf import OmegaConf
+
+    base = {"seed": 0, "alpha": 0.05, "dataset": {"datamodule": {"seed": 0}}, "model": {"lr": 1e-3}}
+    for name, seed, lr in (("ae0", 0, 1e-3), ("ae1", 1, 1e-3)):
+        run_dir = fake_run(tmp_path, name, model="ae", seed=seed)
+        with_provenance(run_dir, "a" * 40, f"old-rule-{seed}")  # what an older version recorded
+        config = base | {"seed": seed, "dataset": {"datamodule": {"seed": seed}}, "model": {"lr": lr}}
+        (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
+    rows = provenance_rows(tmp_path)
+    assert config_fingerprint(base) in rows["ae"] and "⚠" not in rows["ae"] and "old-rule" not in rows["ae"]
+    changed = base | {"model": {"lr": 1e-4}}
+    (tmp_path / "ae1" / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.create(changed)))
+    assert "⚠ mixed" in provenance_rows(tmp_path)["ae"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from itsr.provenance import CONFIG_FILE, config_fingerprint
 from itsr.report.runs import Run
 
 NOT_RECORDED = "not recorded"  # runs made before metrics.json carried a provenance block
@@ -19,6 +20,17 @@ def run_commit(run: Run) -> str:
 
 
 def run_fingerprint(run: Run) -> str:
+    """The config fingerprint under this version's rules, from the run's config.yaml where it has one: a
+    rule that changed since (2026-12-03: the seed's copies left out) then does not split one cell's runs.
+    Without config.yaml, the fingerprint the run recorded."""
+    path = run.path / CONFIG_FILE
+    if path.is_file():
+        import yaml
+
+        try:
+            return config_fingerprint(yaml.safe_load(path.read_text()))
+        except (OSError, yaml.YAMLError, AttributeError):  # unreadable, or not a mapping: what the run recorded
+            pass
     return run.metrics.get("provenance", {}).get("config_fingerprint") or NOT_RECORDED
 
 
