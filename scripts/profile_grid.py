@@ -2,12 +2,14 @@
 
     python scripts/profile_grid.py --out multirun/profile [--pairs-per-dataset 8] [--draw-seed 0]
         [--models knn,iforest,pca] [--alphas 0,0.01,0.05,0.1,0.2] [--seeds 0] [--paper-pairs-only]
-        [--shard I/N] [--skip-existing] [--dry-run] [-- extra overrides...]
+        [--refine-by auto] [--shard I/N] [--skip-existing] [--dry-run] [-- extra overrides...]
     python -m itsr.report multirun/profile --profile --out results/robustness/report.md
 
 Class pairs: the paper's three plus `--pairs-per-dataset` ordered (normal, anomaly) pairs per dataset
 drawn with `--draw-seed` (committed, so the same pairs come back), never one of the paper's. Each pair
-is one Hydra multirun over model x refine (none, itsr) x alpha x seed into OUT/<setting>. PyOD refuses
+is one Hydra multirun over model x refine (none, itsr) x alpha x seed into OUT/<setting>/<model>; with
+`--refine-by svm,batch` (networks; peers always refine by score) each way of finding candidates is a
+multirun of its own, OUT/<setting>/<model>+itsr-<by>, beside the plain one, OUT/<setting>/<model>. PyOD refuses
 contamination 0, so peers run with `model.detector.contamination=0.1` (PyOD's default) at every alpha:
 it sets only their `contamination` criterion; the profile compares peers by `score` (p90 of the
 training scores), which does not depend on it. Networks (ae, aae) take the quick preset's epochs.
@@ -56,16 +58,27 @@ def commands(args, pairs, extra: list[str]) -> list[list[str]]:
         setting = paper or f"{dataset}_{normal}v{anomaly}"
         classes = [] if paper else [f"dataset.normal_class={normal}", f"dataset.anomaly_class={anomaly}"]
         for model in args.models.split(","):
-            cmd = [
-                *(sys.executable, "-m", "itsr.run", "-m", "experiment=quick", f"dataset={paper or dataset}"),
-                *classes,
-                *(f"model={model}", "refine=none,itsr", f"alpha={args.alphas}", f"seed={args.seeds}"),
-                *("progress.enabled=false", f"hydra.sweep.dir={args.out / setting / model}"),
-            ]
-            if model not in NETWORKS:
-                cmd.append(f"model.detector.contamination={PEER_CONTAMINATION}")
-            out.append(cmd + extra)
+            for refine, sweep in refine_variants(model, args.refine_by):
+                cmd = [
+                    *(sys.executable, "-m", "itsr.run", "-m", "experiment=quick", f"dataset={paper or dataset}"),
+                    *classes,
+                    *(f"model={model}", *refine, f"alpha={args.alphas}", f"seed={args.seeds}"),
+                    *("progress.enabled=false", f"hydra.sweep.dir={args.out / setting / sweep}"),
+                ]
+                if model not in NETWORKS:
+                    cmd.append(f"model.detector.contamination={PEER_CONTAMINATION}")
+                out.append(cmd + extra)
     return out
+
+
+def refine_variants(model: str, refine_by: str) -> list[tuple[list[str], str]]:
+    """(overrides, sweep directory name) per multirun of one model: plain and refined in one sweep with the
+    model's default way of finding candidates (`auto`), or the plain model and one sweep per `by`."""
+    if refine_by == "auto" or model not in NETWORKS:
+        return [(["refine=none,itsr"], model)]
+    return [(["refine=none"], model)] + [
+        (["refine=itsr", f"model.refinement.by={by}"], f"{model}+itsr-{by}") for by in refine_by.split(",")
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alphas", default="0,0.01,0.05,0.1,0.2")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--paper-pairs-only", action="store_true")
+    parser.add_argument(
+        "--refine-by",
+        default="auto",
+        help="auto (one sweep refine=none,itsr), or networks' ways of finding candidates, e.g. svm,score,batch",
+    )
     parser.add_argument(
         "--shard",
         default="0/1",

@@ -46,7 +46,10 @@ def test_the_profile_tells_gains_wins_failures_and_random_candidates(tmp_path) -
     out = tmp_path / "profile" / "report.md"
     done = subprocess.run(
         [sys.executable, "-m", "itsr.report", str(runs), "--profile", "--out", str(out)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     text = out.read_text()
@@ -66,3 +69,26 @@ def test_the_profile_tells_gains_wins_failures_and_random_candidates(tmp_path) -
     # the label-free signal: the helped run's first-round gap (8.0) above the hurt one's (2.4) separates them
     assert "| helped | 1 | 8.00 ± 0.00 (8.00, 8.00) |" in text and "| hurt | 1 | 2.40 ± 0.00 (2.40, 2.40) |" in text
     assert 'AUROC of the gap for "not hurt" against "hurt": 1.000' in text
+
+
+def test_the_profile_grid_runs_each_way_of_refining_a_network_as_its_own_sweep() -> None:
+    """--refine-by svm,batch: the AE plain, and one sweep per way of finding candidates; a peer keeps its one
+    sweep over refine=none,itsr (it refines by score only), with PyOD's default contamination."""
+    out = subprocess.run(
+        [sys.executable, "scripts/profile_grid.py", "--out", "/tmp/never", "--models", "ae,knn", "--paper-pairs-only"]
+        + ["--refine-by", "svm,batch", "--dry-run", "--", "threads=1"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    mnist = [line for line in out if "dataset=mnist " in line]
+    assert [line.split("hydra.sweep.dir=/tmp/never/mnist/")[1].split()[0] for line in mnist] == [
+        "ae",
+        "ae+itsr-svm",
+        "ae+itsr-batch",
+        "knn",
+    ]
+    assert "refine=none " in mnist[0] and "refine=itsr model.refinement.by=batch" in mnist[2]
+    assert "refine=none,itsr" in mnist[3] and "model.detector.contamination=0.1" in mnist[3]
+    assert all(line.endswith("threads=1") for line in mnist)

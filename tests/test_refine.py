@@ -103,6 +103,7 @@ def test_a_refined_knn_finds_anomalies_and_ranks_them_higher(tmp_path) -> None:
     is_anomaly, scores = _train_scores(tmp_path / "refined")
     plain_anomaly, plain_scores = _train_scores(tmp_path / "plain")
     assert torch.equal(is_anomaly, plain_anomaly)
+
     def training_auroc(values: torch.Tensor) -> float:
         return detection_metrics(is_anomaly, values > values.median(), values)["auroc"]
 
@@ -169,3 +170,17 @@ def test_the_score_gap_tells_planted_outliers_from_a_smooth_tail() -> None:
     in_a = np.zeros(clean.size, dtype=bool)
     in_a[:400] = True  # once the outliers are in A, the next round's pool is the clean rest again
     assert score_gap(planted, in_a, top_scoring(planted, in_a, 0.02)) == pytest.approx(2.42, abs=0.15)
+
+
+def test_a_batch_fraction_outside_0_1_is_named_before_training(tmp_path) -> None:
+    out = run_itsr(
+        "model=ae",
+        "refine=itsr",
+        "model.refinement.by=batch",
+        "model.refinement.batch_fraction=1.5",
+        "threads=1",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "model.refinement.batch_fraction must lie in (0, 1), got 1.5" in out.stderr
+    assert not (tmp_path / "metrics.json").exists()
