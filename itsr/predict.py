@@ -23,6 +23,7 @@ import torch
 from itsr.atomic import write_bytes_atomic
 from itsr.cli import program_name
 from itsr.data.images import ImageSizeError, Preprocessing, find_images, load_images
+from itsr.detector import LIKELIHOOD_SCORE, REC_SCORE
 from itsr.errors import OptionError
 from itsr.model_file import (
     THRESHOLD_SOURCES,
@@ -32,7 +33,7 @@ from itsr.model_file import (
     resolve_model_path,
     saved_detector,
 )
-from itsr.peers import PEER_CRITERIA, PEER_MODULE, PeerError
+from itsr.peers import PEER_CRITERIA, PEER_MODULE, SCORE_CRITERION, PeerError
 from itsr.scoring import CRITERIA, check_percentile
 
 MONTAGE_DEFAULT_COUNT = 16
@@ -41,6 +42,39 @@ BATCH_SIZE_DEFAULT = 1024  # images scored at once; memory only, the scores do n
 
 class PredictError(RuntimeError):
     """Bad input for scoring; the message names the file and the fix."""
+
+
+class FittedPeer:
+    """A peer's fitted PyOD detector, scored like our networks (itsr.interface.ScoringModel.score)."""
+
+    def __init__(self, detector):
+        self.detector = detector
+
+    def score(self, x: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
+        from itsr.peers.detector import score_images
+
+        return {SCORE_CRITERION: torch.from_numpy(score_images(self.detector, x.numpy()))}
+
+
+def load_scorer(model: str | Path, payload: dict, thresholds: str):
+    """(what scores images, its saved decision rule): a network from model.pt, or a peer's detector from the
+    pickle beside it, unpickled only when MODEL is the run directory (the user named it), never from a
+    model.pt path alone, and only if it is the file model.pt recorded."""
+    if payload.get("module") != PEER_MODULE:
+        module, detector, _ = load_model(model, payload, thresholds)
+        return module, detector
+    from itsr.peers.detector import load_peer
+
+    if not Path(model).is_dir():
+        raise PredictError(
+            f"{model}: a {payload['model']} peer keeps its fitted detector as a pickle ({payload['peer_file']}) "
+            "beside model.pt; itsr unpickles it only from a run directory you name: pass the run directory"
+        )
+    try:
+        detector = saved_detector(resolve_model_path(model), payload, thresholds)
+    except ModelFileError as error:
+        raise PredictError(str(error)) from None
+    return FittedPeer(load_peer(Path(model), payload["peer_sha256"])), detector
 
 
 def score_paths(
@@ -54,41 +88,44 @@ def score_paths(
     progress: bool = False,
     thresholds: str = "auto",
 ) -> dict:
-    """Scores of every readable image; the result also lists skipped files and the thresholds used.
-    thresholds: "train", "holdout" or "auto" (the held-out slice's where the model has one)."""
+    """Scores of every readable image, by a network or a PyOD peer alike; the result also lists skipped
+    files and the thresholds used. thresholds: "train", "holdout" or "auto" (the held-out slice's where the
+    model has one)."""
     payload = read_model_file(model)
-    if payload.get("module") == PEER_MODULE:
-        return score_paths_with_peer(
-            model, payload, inputs, criterion, rec_percentile, lik_percentile, progress, thresholds
-        )
-    module, detector, payload = load_model(model, payload, thresholds)
-    if lik_percentile is not None and not module.has_likelihood:
+    scorer, detector = load_scorer(model, payload, thresholds)
+    name, peer = payload["model"], isinstance(scorer, FittedPeer)
+    if lik_percentile is not None and detector.thresholds.t_prior is None:
         raise PredictError(
-            f"--lik-percentile {lik_percentile:g}: this {payload['model']} model has no latent prior, so no "
+            f"--lik-percentile {lik_percentile:g}: this {name} model has no latent prior, so no "
             "likelihood threshold; only --rec-percentile applies"
         )
     criterion = criterion or detector.default_criterion
     if criterion not in detector.criteria:
-        raise PredictError(f"--criterion {criterion}: this {payload['model']} model offers {detector.criteria}")
+        raise PredictError(f"--criterion {criterion}: this {name} model offers {detector.criteria}")
+    if rec_percentile is not None and criterion in dict((r[0], r) for r in detector.extra_rules):
+        raise PredictError(
+            f"--rec-percentile re-thresholds the {detector.rec_criterion!r} criterion, not {criterion!r}"
+        )
     prep = Preprocessing.from_dict(payload["preprocessing"])
     x, kept, skipped = _images(inputs, prep, progress)
-    module.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    scores = module.score(x, batch_size)
-    detector = detector.refit(rec_percentile, lik_percentile)
-    lik = scores.get("log_likelihood")
+    if not peer:
+        scorer.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    scores = scorer.score(x, batch_size)
+    detector = detector.refit(rec_percentile, lik_percentile)  # the saved scores at other percentiles, if asked
     return {
         "paths": kept,
         "skipped": skipped,
-        "rec_error": scores["rec_error"],
-        "log_likelihood": lik,
-        "score": detector.scores(scores["rec_error"], lik)[criterion],
-        "is_anomaly": detector.decide(scores["rec_error"], lik)[criterion],
-        "reconstruction": module.decode(scores["code"].to(module.device)).detach().cpu(),
+        "scores": {name: scores[name] for name in (REC_SCORE, LIKELIHOOD_SCORE, SCORE_CRITERION) if name in scores},
+        "score": detector.scores_of(scores)[criterion],
+        "is_anomaly": detector.decide_of(scores)[criterion],
+        "reconstruction": None if peer else scorer.decode(scores["code"].to(scorer.device)).detach().cpu(),
         "inputs": x,
         "thresholds": detector.thresholds,
+        "threshold_value": detector.reported_thresholds().get(criterion, detector.thresholds.t_rec),
         "threshold_source": "holdout" if thresholds != "train" and payload.get("holdout_detector") else "train",
         "criterion": criterion,
         "preprocessing": prep,
+        **({"peer": name} if peer else {}),
     }
 
 
@@ -102,85 +139,23 @@ def _images(inputs: list[str | Path], prep: Preprocessing, progress: bool):
     return x, kept, skipped
 
 
-def score_paths_with_peer(
-    model: str | Path,
-    payload: dict,
-    inputs: list[str | Path],
-    criterion: str | None,
-    percentile: float | None,
-    lik_percentile: float | None,
-    progress: bool,
-    thresholds: str = "auto",
-) -> dict:
-    """A PyOD peer's run: its detector comes from the pickle beside model.pt, which is unpickled only when
-    MODEL is the run directory (the user named it), never from a model.pt path alone."""
-    from itsr.peers.detector import load_peer, score_images
-
-    name = payload["model"]
-    if lik_percentile is not None:
-        raise PredictError(f"--lik-percentile: this {name} peer has no likelihood")
-    if not Path(model).is_dir():
-        raise PredictError(
-            f"{model}: a {name} peer keeps its fitted detector as a pickle ({payload['peer_file']}) beside "
-            "model.pt; itsr unpickles it only from a run directory you name: pass the run directory"
-        )
-    try:
-        detector = saved_detector(resolve_model_path(model), payload, thresholds)
-    except ModelFileError as error:
-        raise PredictError(str(error)) from None
-    criterion = criterion or detector.default_criterion
-    if criterion not in detector.criteria:
-        raise PredictError(f"--criterion {criterion}: this {name} peer offers {detector.criteria}")
-    if percentile is not None and criterion != detector.rec_criterion:
-        raise PredictError(
-            f"--rec-percentile re-thresholds the {detector.rec_criterion!r} criterion, not {criterion!r}"
-        )
-    prep = Preprocessing.from_dict(payload["preprocessing"])
-    x, kept, skipped = _images(inputs, prep, progress)
-    peer = load_peer(Path(model), payload["peer_sha256"])
-    scores = {detector.score_name: torch.from_numpy(score_images(peer, x.numpy()))}
-    detector = detector.refit(rec_percentile=percentile)  # the saved scores at another percentile, if asked
-    return {
-        "paths": kept,
-        "skipped": skipped,
-        "detector_score": scores[detector.score_name],
-        "score": detector.scores_of(scores)[criterion],
-        "is_anomaly": detector.decide_of(scores)[criterion],
-        "reconstruction": None,
-        "inputs": x,
-        "thresholds": detector.thresholds,
-        "threshold_value": detector.reported_thresholds()[criterion],
-        "threshold_source": "holdout" if thresholds != "train" and payload.get("holdout_detector") else "train",
-        "criterion": criterion,
-        "preprocessing": prep,
-        "peer": name,
-    }
+# the CSV column of each score a model gives (a peer's raw score beside the criterion's "score")
+SCORE_COLUMNS = {REC_SCORE: "rec_error", LIKELIHOOD_SCORE: "log_likelihood", SCORE_CRITERION: "detector_score"}
 
 
 def write_predictions(path: Path, result: dict) -> None:
+    """path, the model's raw scores (rec_error and log_likelihood, empty for a model without a prior; a
+    peer's detector_score), the criterion's score and the decision."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    if "peer" in result:
-        writer.writerow(["path", "detector_score", "score", "is_anomaly"])
-        for i, image in enumerate(result["paths"]):
-            writer.writerow(
-                [
-                    str(image),
-                    repr(float(result["detector_score"][i])),
-                    repr(float(result["score"][i])),
-                    int(result["is_anomaly"][i]),
-                ]
-            )
-        write_bytes_atomic(path, buffer.getvalue().encode())
-        return
-    writer.writerow(["path", "rec_error", "log_likelihood", "score", "is_anomaly"])
-    lik = result["log_likelihood"]
+    names = [SCORE_CRITERION] if "peer" in result else [REC_SCORE, LIKELIHOOD_SCORE]
+    writer.writerow(["path", *(SCORE_COLUMNS[n] for n in names), "score", "is_anomaly"])
     for i, image in enumerate(result["paths"]):
+        raw = [result["scores"].get(n) for n in names]
         writer.writerow(
             [
                 str(image),
-                repr(float(result["rec_error"][i])),
-                "" if lik is None else repr(float(lik[i])),
+                *("" if values is None else repr(float(values[i])) for values in raw),
                 repr(float(result["score"][i])),
                 int(result["is_anomaly"][i]),
             ]
