@@ -61,6 +61,14 @@ def validate(cfg: DictConfig) -> None:
             f"batch_size must be at least {min_batch} for model={cfg.model.name} (its encoder uses batch norm, "
             f"which cannot train on one sample); got {cfg.batch_size}"
         )
+    refinement = cfg.model.get("refinement")
+    if refinement is not None and refinement.get("by") == "batch" and not cls.batch_refinement:
+        raise ConfigError(
+            f"model.refinement.by=batch: {cls.__name__} (model={cfg.model.name}) does not take its training "
+            "weights from AnomalyModel.batch_weights, so no batch would be trimmed; use "
+            "model.refinement.by=svm or score, or call batch_weights in its training_step and set "
+            "batch_refinement = True"
+        )
     if schedule_epochs(build_callbacks(cfg), None) is None:
         _positive_int(cfg, "model.max_epochs")
 
@@ -82,6 +90,15 @@ def _validate_peer(cfg: DictConfig) -> None:
         raise ConfigError(
             f"model.detector.{unknown[0]}: not an option of {target} (model={cfg.model.name}); "
             f"its options: {', '.join(allowed)}"
+        )
+    refinement = cfg.model.get("refinement")
+    if refinement is not None and refinement.get("by") in ("svm", "batch"):
+        why = (
+            "has no latent codes for a one-class SVM" if refinement.by == "svm" else "is fitted at once, not in batches"
+        )
+        raise ConfigError(
+            f"model.refinement.by={refinement.by}: model={cfg.model.name} {why}; "
+            "use model.refinement.by=score (the top nu of its own training scores)"
         )
     low, high = PYOD_CONTAMINATION
     contamination = options.get("contamination")

@@ -85,12 +85,14 @@ class ThresholdDetector:
         score_name: str,
         extra_percentiles: dict[str, float],
         mask: torch.Tensor | None = None,
+        extra_mask: torch.Tensor | None = None,
     ) -> ThresholdDetector:
         """A detector with one score (a PyOD peer): the paper's rule, anomalous above the
         score_percentile-th percentile of the training scores, reported as criterion `score_name`, and
-        one further rule per named percentile (PyOD's contamination rule)."""
+        one further rule per named percentile (PyOD's contamination rule), taken over the samples
+        extra_mask selects (a refined peer: the ones it was fitted on, as PyOD's threshold_), else as `mask`."""
         base = cls.fit(scores, None, score_percentile, 0.0, mask=mask)
-        values = _select(base.train_rec_error, base.population)
+        values = _select(base.train_rec_error, base.population if extra_mask is None else extra_mask.cpu())
         rules = tuple((name, float(q), percentile(values, q)) for name, q in extra_percentiles.items())
         return replace(base, score_name=score_name, rec_criterion=score_name, extra_rules=rules)
 

@@ -68,7 +68,9 @@ def evaluate(
     holdout = getattr(datamodule, "holdout", None)
     if holdout is not None:
         scores["holdout"] = model.score(holdout.x, batch_size)
-        result.holdout_detector = model.fit_threshold_detector(scores["holdout"], rec_percentile, lik_percentile)
+        result.holdout_detector = model.fit_threshold_detector(
+            scores["holdout"], rec_percentile, lik_percentile, training=False
+        )
         result.metrics_holdout = test_metrics(result.holdout_detector, datamodule, scores)
     return result
 

@@ -37,8 +37,10 @@ class ScoringModel(Protocol):
         rec_percentile: float,
         lik_percentile: float,
         mask: torch.Tensor | None = None,
+        training: bool = True,
     ) -> ThresholdDetector:
-        """The decision rule at the given percentiles of these scores (of the samples `mask` selects)."""
+        """The decision rule at the given percentiles of these scores (of the samples `mask` selects): the
+        training set's (training=True) or the held-out slice's (the calibrated rule)."""
         ...
 
 
@@ -54,7 +56,8 @@ class RunModel(ScoringModel, Protocol):
         ...
 
     def fit(self, dm: AnomalyDataModule, run_dir: Path, logger: Any, ckpt_path: str | None) -> None:
-        """Train or fit on dm's training set, as weighted by its sampler (never on the held-out slice)."""
+        """Train (networks: with the sampler's weights) or fit (peers) on dm's training set, never on the
+        held-out slice."""
         ...
 
     def identity(self) -> dict:

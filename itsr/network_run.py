@@ -63,7 +63,10 @@ class NetworkRun:
         )
         with fit_stopped(run_dir):  # Lightning stops its loop on SIGTERM; this turns that into RunStopped
             trainer.fit(self.module, datamodule=dm, ckpt_path=ckpt_path)
-        self.device = str(self.module.device)
+        # Lightning's teardown moves the module back to the CPU after a GPU fit: score where it trained
+        device = trainer.strategy.root_device
+        self.module.to(device)
+        self.device = str(device)
 
     def score(self, x: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
         return self.module.score(x, batch_size)
@@ -71,8 +74,8 @@ class NetworkRun:
     def training_scores(self, x: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
         return self.module.training_scores(x, batch_size)
 
-    def fit_threshold_detector(self, scores, rec_percentile, lik_percentile, mask=None):
-        return self.module.fit_threshold_detector(scores, rec_percentile, lik_percentile, mask)
+    def fit_threshold_detector(self, scores, rec_percentile, lik_percentile, mask=None, training: bool = True):
+        return self.module.fit_threshold_detector(scores, rec_percentile, lik_percentile, mask, training)
 
     def identity(self) -> dict:
         return run_identity(self.cfg, epochs=self.max_epochs, batch_size=self.cfg.batch_size)

@@ -57,12 +57,13 @@ class FittedPeer:
 
 
 def load_scorer(model: str | Path, payload: dict, thresholds: str):
-    """(what scores images, its saved decision rule): a network from model.pt, or a peer's detector from the
-    pickle beside it, unpickled only when MODEL is the run directory (the user named it), never from a
-    model.pt path alone, and only if it is the file model.pt recorded."""
+    """(its saved decision rule, a function that gives what scores images): a network from model.pt, or a
+    peer's detector from the pickle beside it, unpickled only when MODEL is the run directory (the user
+    named it), never from a model.pt path alone, only if it is the file model.pt recorded, and only once
+    the options have been checked against the saved rule."""
     if payload.get("module") != PEER_MODULE:
         module, detector, _ = load_model(model, payload, thresholds)
-        return module, detector
+        return detector, lambda: module
     from itsr.peers.detector import load_peer
 
     if not Path(model).is_dir():
@@ -74,7 +75,7 @@ def load_scorer(model: str | Path, payload: dict, thresholds: str):
         detector = saved_detector(resolve_model_path(model), payload, thresholds)
     except ModelFileError as error:
         raise PredictError(str(error)) from None
-    return FittedPeer(load_peer(Path(model), payload["peer_sha256"])), detector
+    return detector, lambda: FittedPeer(load_peer(Path(model), payload["peer_sha256"]))
 
 
 def score_paths(
@@ -92,8 +93,8 @@ def score_paths(
     files and the thresholds used. thresholds: "train", "holdout" or "auto" (the held-out slice's where the
     model has one)."""
     payload = read_model_file(model)
-    scorer, detector = load_scorer(model, payload, thresholds)
-    name, peer = payload["model"], isinstance(scorer, FittedPeer)
+    detector, load = load_scorer(model, payload, thresholds)
+    name, peer = payload["model"], payload.get("module") == PEER_MODULE
     if lik_percentile is not None and detector.thresholds.t_prior is None:
         raise PredictError(
             f"--lik-percentile {lik_percentile:g}: this {name} model has no latent prior, so no "
@@ -108,6 +109,7 @@ def score_paths(
         )
     prep = Preprocessing.from_dict(payload["preprocessing"])
     x, kept, skipped = _images(inputs, prep, progress)
+    scorer = load()
     if not peer:
         scorer.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     scores = scorer.score(x, batch_size)

@@ -8,6 +8,7 @@ mixes commits or configs. Importable without torch (the report reads the fingerp
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -24,6 +25,13 @@ NOT_IN_FINGERPRINT = ("seed", "data_dir", "download", "threads", "progress", "ch
 # the places the configs copy the run's seed into (`${seed}`): left out with it, or every seed of a cell
 # would get its own fingerprint and the report would flag each multi-seed group as mixed
 SEED_COPIES = (("dataset", "datamodule", "seed"), ("model", "detector", "random_state"))
+# Config keys added after runs had been made, with the value every earlier run had in effect: a saved config
+# without one reads as having that value (a resume compares it so), and a key at that value is left out of
+# the fingerprint, so a run made before the key existed and one made after share a fingerprint.
+KEYS_ADDED_LATER = {
+    ("model", "refinement", "batch_fraction"): 0.1,  # refinement by="batch" (2026-12-03); unused by svm and score
+    ("model", "callbacks", "refinement", "batch_fraction"): 0.1,
+}
 LIBRARIES = ("torch", "pytorch-lightning", "numpy", "scikit-learn", "scipy", "pyod", "hydra-core")
 
 
@@ -75,15 +83,35 @@ def hardware(device: str) -> dict:
     return out
 
 
+def _parent(config: dict, keys: list[str]) -> dict | None:
+    """The dict at config[keys[0]][keys[1]]..., or None where there is none."""
+    node = config
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
+
+
+def with_keys_added_later(config: dict) -> dict:
+    """A saved config with every key added since it was written, at the value it had in effect (a copy)."""
+    out = copy.deepcopy(config)
+    for (*parents, leaf), default in KEYS_ADDED_LATER.items():
+        node = _parent(out, parents)
+        if node is not None:
+            node.setdefault(leaf, default)
+    return out
+
+
 def config_fingerprint(config: dict) -> str:
     """sha256 (first 12 hex digits) of the resolved config without NOT_IN_FINGERPRINT's keys."""
     kept = json.loads(json.dumps({k: v for k, v in config.items() if k not in NOT_IN_FINGERPRINT}, default=str))
     for *parents, leaf in SEED_COPIES:
-        node = kept
-        for key in parents:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, dict):
+        node = _parent(kept, parents)
+        if node is not None:
             node.pop(leaf, None)
+    for (*parents, leaf), default in KEYS_ADDED_LATER.items():
+        node = _parent(kept, parents)
+        if node is not None and node.get(leaf) == default:
+            node.pop(leaf)
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

@@ -32,6 +32,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from itsr.atomic import write_bytes_atomic, write_json_atomic
 from itsr.data.fetch import DataUnavailableError
 from itsr.errors import RunDirRefused, UserError
+from itsr.provenance import with_keys_added_later
 from itsr.results import FAILURE_FILE
 
 log = logging.getLogger(__name__)
@@ -183,8 +184,9 @@ def _built_only_now(key: str, saved: dict) -> bool:
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
-    """'key: saved -> current' for every key that changes results and differs."""
-    old, new = _flatten(saved), _flatten(current)
+    """'key: saved -> current' for every key that changes results and differs (a key added since the
+    checkpoint was written counts at the value it had in effect then, itsr.provenance.KEYS_ADDED_LATER)."""
+    old, new = _flatten(with_keys_added_later(saved)), _flatten(current)
     return [
         f"{key}: {old.get(key, '(absent)')!r} in the checkpoint, {new.get(key, '(absent)')!r} now"
         for key in sorted(set(old) | set(new))

@@ -124,3 +124,23 @@ def test_the_report_fingerprints_a_saved_config_by_todays_rules(tmp_path) -> Non
     changed = base | {"model": {"lr": 1e-4}}
     (tmp_path / "ae1" / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.create(changed)))
     assert "⚠ mixed" in provenance_rows(tmp_path)["ae"]
+
+
+def test_a_key_added_later_neither_splits_fingerprints_nor_blocks_a_resume() -> None:
+    """model.refinement.batch_fraction came with by=batch: a config saved before it (an ITSR checkpoint, a
+    committed run) reads as having the value in effect then, 0.1; another value is a real difference."""
+    from itsr.runtime import config_differences
+
+    before = {"seed": 0, "model": {"refinement": {"by": "svm", "nu": 0.02}, "callbacks": {"refinement": {"nu": 0.02}}}}
+    now = {
+        "seed": 0,
+        "model": {
+            "refinement": {"by": "svm", "nu": 0.02, "batch_fraction": 0.1},
+            "callbacks": {"refinement": {"nu": 0.02, "batch_fraction": 0.1}},
+        },
+    }
+    assert config_fingerprint(before) == config_fingerprint(now)
+    assert config_differences(before, now) == []
+    now["model"]["refinement"]["batch_fraction"] = 0.2
+    assert config_fingerprint(before) != config_fingerprint(now)
+    assert config_differences(before, now) == ["model.refinement.batch_fraction: 0.1 in the checkpoint, 0.2 now"]

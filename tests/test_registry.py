@@ -153,3 +153,13 @@ def test_a_model_file_written_before_the_registry_still_loads(toy_datamodule, tm
     loaded, _, _ = load_model(tmp_path / MODEL_FILE)
     assert type(loaded) is AdversarialAutoencoderModule
     assert torch.equal(loaded.score(toy_datamodule.train.x, 64)["log_likelihood"], scores["log_likelihood"])
+
+
+def test_refining_by_batches_is_refused_for_a_model_that_does_not_trim_its_batches() -> None:
+    """by=batch works through AnomalyModel.batch_weights; a registered model whose training_step weighs by
+    batch["weight"] directly would train untrimmed under the label ae+itsr-batch: refused at start."""
+    linear = [*tiny_overrides("ae"), "model.module._target_=tests.test_registry.LinearAutoencoder", "refine=itsr"]
+    with pytest.raises(ConfigError, match=r"model.refinement.by=batch: LinearAutoencoder .*batch_weights"):
+        validate(compose_cfg([*linear, "model.refinement.by=batch"]))
+    validate(compose_cfg([*linear, "model.refinement.by=score"]))  # the other ways need no such step
+    validate(compose_cfg([*tiny_overrides("ae"), "refine=itsr", "model.refinement.by=batch"]))

@@ -43,6 +43,7 @@ class AdversarialAutoencoderModule(AnomalyModel):
     """
 
     has_likelihood = True
+    batch_refinement = True  # training_step weighs by batch_weights
     min_batch_size = 2  # batch norm in the encoder (Sec. 5) cannot train on a batch of one
 
     def __init__(

@@ -21,6 +21,7 @@ class AutoencoderModule(AnomalyModel):
     """
 
     has_likelihood = False
+    batch_refinement = True  # training_step weighs by batch_weights
 
     def __init__(
         self,

@@ -160,6 +160,7 @@ class AnomalyModel(pl.LightningModule):
     # refinement by="batch" (itsr.refinement): the fraction of every batch dropped by its reconstruction
     # error in this epoch (0: none); the dropped samples' dataset indices are kept for the diagnostics
     batch_drop_fraction = 0.0
+    batch_refinement = False  # True where training_step takes its weights from batch_weights (AE, AAE)
 
     def batch_weights(self, rec_error: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The batch's sample weights, with the top batch_drop_fraction by reconstruction error set to 0."""
@@ -167,13 +168,17 @@ class AnomalyModel(pl.LightningModule):
         if self.batch_drop_fraction <= 0.0:
             return weights
         new = drop_top_of_batch(rec_error, weights, self.batch_drop_fraction)
-        self.__dict__.setdefault("_batch_dropped", []).append(batch["index"][(new == 0) & (weights != 0)].cpu())
+        # kept on the device, masked at epoch end: no host sync per step on a GPU
+        self.__dict__.setdefault("_batch_dropped", []).append((batch["index"], (new == 0) & (weights != 0)))
         return new
 
     def take_batch_dropped(self) -> torch.Tensor:
         """The dataset indices dropped since the last call (each batch's top fraction), and forget them."""
         parts = self.__dict__.pop("_batch_dropped", [])
-        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+        if not parts:
+            return torch.zeros(0, dtype=torch.long)
+        index = torch.cat([i for i, _ in parts])
+        return index[torch.cat([m for _, m in parts])].cpu()
 
     def accumulate_losses(self, losses: dict[str, torch.Tensor]) -> None:
         """Sum the step losses on the device; they are logged once per epoch. Calling self.log on
@@ -255,8 +260,10 @@ class AnomalyModel(pl.LightningModule):
         rec_percentile: float,
         lik_percentile: float,
         mask: torch.Tensor | None = None,
+        training: bool = True,
     ) -> ThresholdDetector:
-        """T_rec from the reconstruction errors, T_prior (with a prior) from the log-likelihoods."""
+        """T_rec from the reconstruction errors, T_prior (with a prior) from the log-likelihoods (of the
+        training set or of the held-out slice alike)."""
         return ThresholdDetector.fit(
             scores[REC_SCORE], scores.get(LIKELIHOOD_SCORE), rec_percentile, lik_percentile, mask=mask
         )

@@ -92,13 +92,22 @@ class PeerRun:
         """PyOD's own training scores (leave-one-out for KNN and LOF; candidates scored as unseen)."""
         return {SCORE_CRITERION: torch.from_numpy(self.train_scores)}
 
-    def fit_threshold_detector(self, scores, rec_percentile, lik_percentile, mask=None) -> ThresholdDetector:
+    def fit_threshold_detector(
+        self, scores, rec_percentile, lik_percentile, mask=None, training: bool = True
+    ) -> ThresholdDetector:
+        """`score` over the training scores (the paper's T_rec rule); `contamination` as PyOD's threshold_,
+        over the samples the kept detector was fitted on (a refined peer: X without A)."""
+        values = scores[SCORE_CRITERION]
+        fitted = None
+        if training and self.candidates is not None:
+            fitted = torch.from_numpy(~self.candidates)
         return ThresholdDetector.fit_single_score(
-            scores[SCORE_CRITERION],
+            values,
             rec_percentile,
             SCORE_CRITERION,
             {CONTAMINATION_CRITERION: contamination_percentile(self.detector)},
             mask=mask,
+            extra_mask=fitted,
         )
 
     def identity(self) -> dict:
