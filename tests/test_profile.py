@@ -92,3 +92,33 @@ def test_the_profile_grid_runs_each_way_of_refining_a_network_as_its_own_sweep()
     assert "refine=none " in mnist[0] and "refine=itsr model.refinement.by=batch" in mnist[2]
     assert "refine=none,itsr" in mnist[3] and "model.detector.contamination=0.1" in mnist[3]
     assert all(line.endswith("threads=1") for line in mnist)
+
+
+def test_refine_compare_pairs_a_refined_network_with_its_base_at_equal_epochs(tmp_path) -> None:
+    """The plain AE trains 150 epochs, the refined one 80: the base is read from its curves at epoch 80."""
+
+    def network_run(name, model, epochs, bacc, held):
+        values = {"tpr": bacc, "tnr": bacc, "bacc": bacc, "auroc": 0.9, "ap": None}
+        metrics = {
+            "format_version": METRICS_FORMAT,
+            "config": {"setting": "mnist_0v2", "alpha": 0.05, "model": model, "seed": 0, "epochs": epochs},
+            "criterion": "rec",
+            "metrics": {s: {"rec": dict(values)} for s in ("observed", "unobserved")},
+            "metrics_holdout": {s: {"rec": dict(values, bacc=held)} for s in ("observed", "unobserved")},
+        }
+        if "+" in model:
+            metrics["refinement"] = [{"round": 1, "precision": 0.3, "recall": 0.6}]
+        write_json_atomic(tmp_path / name / "metrics.json", metrics)
+
+    network_run("plain", "ae", 150, bacc=0.50, held=0.86)  # memorised by epoch 150
+    network_run("batch", "ae+itsr-batch", 80, bacc=0.79, held=0.90)
+    columns = [f"{s}_rec_{k}" for s in ("observed", "unobserved") for k in ("bacc", "auroc", "bacc_holdout")]
+    rows = [["epoch", *columns], ["80", "0.61", "0.9", "0.88", "0.61", "0.9", "0.88"]]
+    (tmp_path / "plain" / "curves.csv").write_text("\n".join(",".join(r) for r in rows) + "\n")
+    out = tmp_path / "compare.md"
+    subprocess.run(
+        [sys.executable, "scripts/refine_compare.py", str(tmp_path), "--out", str(out)], cwd=REPO_ROOT, check=True
+    )
+    batch = next(line for line in out.read_text().splitlines() if "| ae+itsr-batch |" in line)
+    assert "+0.180 (1 of 1 up) / +0.180 (1 of 1 up) (+0.020 (1 of 1 up)" in batch  # 0.79 - 0.61, 0.90 - 0.88
+    assert "0.300 / 0.600" in batch
