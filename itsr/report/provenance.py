@@ -25,11 +25,13 @@ def run_fingerprint(run: Run) -> str:
     Without config.yaml, the fingerprint the run recorded."""
     path = run.path / CONFIG_FILE
     if path.is_file():
-        import yaml
+        from omegaconf import OmegaConf
 
         try:
-            return config_fingerprint(yaml.safe_load(path.read_text()))
-        except (OSError, yaml.YAMLError, AttributeError):  # unreadable, or not a mapping: what the run recorded
+            config = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+            if isinstance(config, dict):
+                return config_fingerprint(config)
+        except Exception:  # unreadable or not YAML (OmegaConf raises several types): what the run recorded
             pass
     return run.metrics.get("provenance", {}).get("config_fingerprint") or NOT_RECORDED
 
