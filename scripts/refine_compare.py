@@ -42,6 +42,7 @@ def read(run_dir: Path) -> dict:
         "dir": run_dir,
         "model": config["model"],
         "setting": config["setting"],
+        "alpha": config["alpha"],
         "seed": config["seed"],
         "epochs": config["epochs"],
         "criterion": criterion,
@@ -79,25 +80,25 @@ def signed(values: list) -> str:
 
 
 def render(runs: list[dict]) -> str:
-    by_key = {(r["model"], r["setting"], r["seed"]): r for r in runs}
+    by_key = {(r["model"], r["setting"], r["alpha"], r["seed"]): r for r in runs}
     groups = defaultdict(list)
     for r in runs:
-        groups[(r["setting"], r["model"])].append(r)
+        groups[(r["setting"], r["alpha"], r["model"])].append(r)
     names = {"bacc": "BACC", "bacc_holdout": "BACC calibrated", "auroc": "AUROC"}
     head = " | ".join(f"{split} {names[key]}" for split, key in COLUMNS)
     lines = [
-        "| setting | method | runs | epochs | "
+        "| setting | α | method | runs | epochs | "
         + head
         + " | precision / recall of A | gain over base, BACC obs. / unobs. (calibrated) |",
-        "| --- " * (7 + len(COLUMNS)) + "|",
+        "| --- " * (8 + len(COLUMNS)) + "|",
     ]
-    for (setting, model), members in sorted(groups.items()):
+    for (setting, alpha, model), members in sorted(groups.items()):
         values = {c: [m["values"][c] for m in members] for c in COLUMNS}
         base = base_method(model)
         gains = {c: [] for c in COLUMNS}
         base_epochs = set()
         for m in members:
-            plain = by_key.get((base, setting, m["seed"])) if base else None
+            plain = by_key.get((base, setting, alpha, m["seed"])) if base else None
             then = at_epoch(plain, m["epochs"]) if plain else None
             if then is None:
                 continue
@@ -117,7 +118,16 @@ def render(runs: list[dict]) -> str:
             else "–"
         )
         epochs = ", ".join(sorted({str(m["epochs"]) for m in members}))
-        row = [setting, model, str(len(members)), epochs, *(cell(values[c]) for c in COLUMNS), quality, gain]
+        row = [
+            setting,
+            f"{alpha:g}",
+            model,
+            str(len(members)),
+            epochs,
+            *(cell(values[c]) for c in COLUMNS),
+            quality,
+            gain,
+        ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
