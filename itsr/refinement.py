@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from scipy.stats import spearmanr
 from sklearn.svm import OneClassSVM
 
 from itsr.atomic import write_csv_atomic
@@ -155,6 +156,32 @@ def score_gap(scores: np.ndarray, candidates: np.ndarray, new: np.ndarray) -> fl
     if not new.any() or spread == 0.0 or not np.isfinite(spread):
         return float("nan")
     return float((scores[new].mean() - pool.mean()) / spread)
+
+
+def _standing(scores: np.ndarray, candidates: np.ndarray) -> float:
+    """A's mean score above the rest of the training set, in the rest's standard deviations."""
+    rest = scores[~candidates]
+    spread = float(rest.std())
+    if not candidates.any() or spread == 0.0 or not np.isfinite(spread):
+        return float("nan")
+    return float((scores[candidates].mean() - rest.mean()) / spread)
+
+
+def candidate_lift(base_scores: np.ndarray, refined_scores: np.ndarray, candidates: np.ndarray) -> float:
+    """A label-free signal of refinement: how much further A stands above the rest once the detector no
+    longer learns from it (refined minus base training scores, each in the rest's standard deviations).
+    Planted anomalies left out of training should look stranger to the refitted detector; normals left out
+    should not."""
+    return _standing(refined_scores, candidates) - _standing(base_scores, candidates)
+
+
+def rank_stability(base_scores: np.ndarray, refined_scores: np.ndarray, candidates: np.ndarray) -> float:
+    """A label-free signal of refinement: Spearman's rank correlation of the base and the refined detector's
+    training scores over the samples outside A (1: refinement left their order as it was)."""
+    kept = ~candidates
+    if kept.sum() < 2:
+        return float("nan")
+    return float(spearmanr(base_scores[kept], refined_scores[kept]).statistic)
 
 
 def check_refinement_options(nu: float, by: str) -> None:

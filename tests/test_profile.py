@@ -5,7 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
+
 from itsr.atomic import write_json_atomic
+from itsr.refinement import candidate_lift, rank_stability
 from itsr.report.profile import base_method
 from itsr.results import METRICS_FORMAT
 from tests.conftest import REPO_ROOT
@@ -122,3 +125,77 @@ def test_refine_compare_pairs_a_refined_network_with_its_base_at_equal_epochs(tm
     batch = next(line for line in out.read_text().splitlines() if "| ae+itsr-batch |" in line)
     assert "+0.180 (1 of 1 up) / +0.180 (1 of 1 up) (+0.020 (1 of 1 up)" in batch  # 0.79 - 0.61, 0.90 - 0.88
     assert "0.300 / 0.600" in batch
+
+
+def test_candidate_lift_rises_when_the_left_out_samples_look_stranger_to_the_refitted_detector() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=1000)
+    candidates = np.zeros(1000, dtype=bool)
+    candidates[:50] = True
+    base[:50] += 1.0  # A already stands a little above the rest
+    stranger = base.copy()
+    stranger[:50] += 2.0  # once left out of training, the refitted detector scores A higher still
+    assert candidate_lift(base, stranger, candidates) > 1.5
+    assert abs(candidate_lift(base, base.copy(), candidates)) < 1e-12  # nothing changed: no lift
+    # the order of the kept samples: unchanged, reversed
+    assert rank_stability(base, stranger, candidates) == 1.0
+    reversed_ = base.copy()
+    reversed_[~candidates] = -base[~candidates]
+    assert rank_stability(base, reversed_, candidates) == -1.0
+
+
+def test_refine_signals_pairs_refined_runs_with_their_base_and_judges_each_signal(tmp_path) -> None:
+    """Two refined KNN runs: where A was left out and then scored far above the rest, refinement helped; where
+    A was scored as before, it hurt. The lift separates them (AUROC 1), and its best guard refines only the first."""
+    rng = np.random.default_rng(1)
+
+    def scores_file(run_dir, scores, candidates=None):
+        lines = ["label,anomaly,score" + (",candidate" if candidates is not None else "")]
+        for i, s in enumerate(scores):
+            lines.append(f"0,0,{s}" + (f",{int(candidates[i])}" if candidates is not None else ""))
+        (run_dir / "train_scores.csv").write_text("\n".join(lines) + "\n")
+
+    candidates = np.zeros(200, dtype=bool)
+    candidates[:20] = True
+    for setting, base_bacc, refined_bacc, shift in (("mnist_1v7", 0.70, 0.80, 3.0), ("mnist_3v5", 0.60, 0.55, 0.0)):
+        peer_run(tmp_path, "knn", setting, 0.1, base_bacc, 0.8)
+        peer_run(tmp_path, "knn+itsr-score", setting, 0.1, refined_bacc, 0.8, precision=0.5)
+        base = rng.normal(size=200)
+        refined = base.copy()
+        refined[:20] += shift
+        scores_file(tmp_path / f"knn_{setting}_0.1_0", base)
+        scores_file(tmp_path / f"knn+itsr-score_{setting}_0.1_0", refined, candidates)
+    peer_run(tmp_path, "iforest", "mnist_1v7", 0.1, 0.7, 0.8)  # no refined partner: not paired
+    out = tmp_path / "signals.md"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "scripts/refine_signals.py",
+            str(tmp_path),
+            "--out",
+            str(out),
+            "--csv",
+            str(tmp_path / "s.csv"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    assert "2 refined runs paired with their plain base (knn)" in text and "(1 runs)" in text
+    assert "| candidate_lift | 1.000 (1 / 1) | 1.000 (1 / 1) |" in text
+    lift_guard = next(line for line in text.splitlines() if line.startswith("| knn | candidate_lift |"))
+    assert "| 1 of 2 | 0.025 → 0.050 |" in lift_guard  # (+0.10 - 0.05) / 2 refining both, 0.10 / 2 guarded
+    assert len((tmp_path / "s.csv").read_text().splitlines()) == 3
+    # a directory without any paired run is an error that says so, not a traceback
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = subprocess.run(
+        [sys.executable, "scripts/refine_signals.py", str(empty), "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "no refined run with its plain base" in done.stderr
+    assert "Traceback" not in done.stderr

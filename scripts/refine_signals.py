@@ -1,0 +1,222 @@
+"""Can a signal that needs no labels tell the runs refinement hurts from the others? (issue 25.3)
+
+    python scripts/refine_signals.py DIR... --out results/robustness/signals.md [--csv signals.csv]
+
+Pairs every refined run with its plain base (same setting, alpha, seed and epochs) and reads both runs'
+training scores (train_scores.csv, one row per training image in the same order). Label-free signals:
+- `first_gap`: the first round's new candidates above their pool, in the pool's std (metrics.json);
+- `gap_ratio`: the last round's gap over the first's (does the tail stay apart as A grows?);
+- `candidate_lift`: how much further A stands above the rest under the refined detector than under the base;
+- `rank_stability`: Spearman's rho of base and refined training scores outside A.
+The outcome (labels, for judging the signals only) is the refined run's BACC minus its base's on the
+observed split under the method's own criterion: hurt below -EFFECT. Per signal: the AUROC of "not hurt"
+against "hurt", over all runs and per base detector, and the best a threshold on it could do as a guard
+(refine only where the signal clears it), with the threshold chosen knowing the outcomes: an upper bound
+for any guard built on that signal. Runs whose base trained for other epochs (the networks' plain AE) are
+left out: their training scores differ for another reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from itsr.refinement import candidate_lift, rank_stability
+from itsr.report.profile import EFFECT, _pair_auroc, _value, base_method
+from itsr.report.runs import read_runs
+
+SIGNALS = ("first_gap", "gap_ratio", "candidate_lift", "rank_stability")
+SCORES_FILE = "train_scores.csv"
+
+
+def training_scores(run_dir: Path, criterion: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(score per training image, A as a boolean mask or None): the method's criterion column, or `score`."""
+    with (run_dir / SCORES_FILE).open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    column = criterion if rows and criterion in rows[0] else "score"
+    scores = np.array([float(r[column]) for r in rows])
+    candidates = np.array([r["candidate"] == "1" for r in rows]) if rows and "candidate" in rows[0] else None
+    return scores, candidates
+
+
+def signal_rows(roots: list[Path]) -> tuple[list[dict], list[str]]:
+    """One row per refined run with a comparable base: its signals and what refinement did."""
+    runs, _ = read_runs(roots)
+    by_key = {(r.model, r.setting, r.alpha, r.seed): r for r in runs}
+    rows, skipped = [], []
+    for (model, setting, alpha, seed), run in sorted(by_key.items()):
+        rounds = run.metrics.get("refinement") or []
+        plain = by_key.get((base_method(model), setting, alpha, seed)) if base_method(model) else None
+        if not rounds or plain is None:
+            continue
+        if run.metrics["config"].get("epochs") != plain.metrics["config"].get("epochs"):
+            skipped.append(f"{run.path}: its base trained for other epochs")
+            continue
+        if not ((run.path / SCORES_FILE).is_file() and (plain.path / SCORES_FILE).is_file()):
+            skipped.append(f"{run.path}: no {SCORES_FILE} beside it or its base")
+            continue
+        criterion = run.metrics.get("criterion", "score")
+        refined, candidates = training_scores(run.path, criterion)
+        base, _ = training_scores(plain.path, criterion)
+        if candidates is None or len(base) != len(refined):
+            skipped.append(f"{run.path}: training scores not comparable with its base's")
+            continue
+        first, last = rounds[0].get("score_gap"), rounds[-1].get("score_gap")
+        rows.append(
+            {
+                "run": str(run.path),
+                "method": model,
+                "base": plain.model,
+                "setting": setting,
+                "alpha": alpha,
+                "seed": seed,
+                "precision": rounds[-1].get("precision"),
+                "gain_observed": _value(run, "observed", "bacc") - _value(plain, "observed", "bacc"),
+                "gain_unobserved": _value(run, "unobserved", "bacc") - _value(plain, "unobserved", "bacc"),
+                "first_gap": math.nan if first is None else float(first),
+                "gap_ratio": math.nan if not first or last is None else float(last) / float(first),
+                "candidate_lift": candidate_lift(base, refined, candidates),
+                "rank_stability": rank_stability(base, refined, candidates),
+            }
+        )
+    return rows, skipped
+
+
+def separation(rows: list[dict], signal: str) -> tuple[float, int, int]:
+    """(AUROC of the signal for not-hurt against hurt, runs not hurt, runs hurt)."""
+    clean = [r for r in rows if not math.isnan(r[signal]) and not math.isnan(r["gain_observed"])]
+    hurt = [r[signal] for r in clean if r["gain_observed"] < -EFFECT]
+    fine = [r[signal] for r in clean if r["gain_observed"] >= -EFFECT]
+    return _pair_auroc(fine, hurt), len(fine), len(hurt)
+
+
+def best_guard(rows: list[dict], signal: str) -> dict:
+    """The threshold on a signal that maximises the mean observed gain when runs on the wrong side of it keep
+    their base (gain 0), in the direction the signal's AUROC points; chosen with the outcomes in hand."""
+    clean = [r for r in rows if not math.isnan(r[signal]) and not math.isnan(r["gain_observed"])]
+    auroc, _, _ = separation(clean, signal)
+    sign = 1.0 if math.isnan(auroc) or auroc >= 0.5 else -1.0
+    best = {"threshold": math.nan, "observed": 0.0, "unobserved": 0.0, "refined": 0, "runs": len(clean)}
+    for t in sorted({r[signal] for r in clean}):
+        kept = [r for r in clean if sign * r[signal] >= sign * t]
+        observed = sum(r["gain_observed"] for r in kept) / len(clean)
+        if observed > best["observed"]:
+            unobserved = [r["gain_unobserved"] for r in kept if not math.isnan(r["gain_unobserved"])]
+            best = {
+                "threshold": t,
+                "direction": ">=" if sign > 0 else "<=",
+                "observed": observed,
+                "unobserved": sum(unobserved) / len(clean),
+                "refined": len(kept),
+                "runs": len(clean),
+            }
+    return best
+
+
+def render(rows: list[dict], skipped: list[str], command: str) -> str:
+    def num(v: float, digits: int = 3) -> str:
+        return "–" if math.isnan(v) else f"{v:.{digits}f}"
+
+    bases = sorted({r["base"] for r in rows})
+    lines = [
+        "# Label-free signals against what refinement did",
+        "",
+        f"`{command}`",
+        "",
+        f"{len(rows)} refined runs paired with their plain base ({', '.join(bases)}); hurt: observed BACC more "
+        f"than {EFFECT} below the base's ({sum(r['gain_observed'] < -EFFECT for r in rows)} runs). "
+        "Labels judge the signals only.",
+        "",
+        "## How well each signal separates the runs refinement did not hurt from those it hurt",
+        "",
+        "AUROC of the signal for not hurt against hurt (0.5: no separation; below 0.5: the other way round).",
+        "",
+        "| signal | all runs | " + " | ".join(bases) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in bases) + " |",
+    ]
+    for signal in SIGNALS:
+        cells = []
+        for subset in [rows] + [[r for r in rows if r["base"] == b] for b in bases]:
+            auroc, fine, hurt = separation(subset, signal)
+            cells.append(f"{num(auroc)} ({fine} / {hurt})")
+        lines.append(f"| {signal} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "In brackets: runs not hurt / hurt.",
+        "",
+        "## Mean signal by outcome",
+        "",
+        "| signal | helped | neutral | hurt |",
+        "| --- | --- | --- | --- |",
+    ]
+    outcome = {
+        "helped": lambda g: g > EFFECT,
+        "neutral": lambda g: -EFFECT <= g <= EFFECT,
+        "hurt": lambda g: g < -EFFECT,
+    }
+    for signal in SIGNALS:
+        cells = []
+        for test in outcome.values():
+            values = [r[signal] for r in rows if test(r["gain_observed"]) and not math.isnan(r[signal])]
+            cells.append(f"{num(statistics.fmean(values), 2)} ({len(values)})" if values else "–")
+        lines.append(f"| {signal} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## The best guard each signal allows (threshold chosen knowing the outcomes: an upper bound)",
+        "",
+        "Mean BACC gain per paired run when refinement is kept only where the signal clears the threshold "
+        "(elsewhere the base is kept, gain 0), per base detector (a threshold over all detectors would mostly "
+        "pick a detector) and over all runs; `always`: refining every run.",
+        "",
+        "| base | signal | refine where | runs refined | observed gain: always → guarded "
+        "| unobserved gain: always → guarded |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for base in bases + ["all"]:
+        subset = rows if base == "all" else [r for r in rows if r["base"] == base]
+        always_obs = statistics.fmean(r["gain_observed"] for r in subset)
+        unobs = [r["gain_unobserved"] for r in subset if not math.isnan(r["gain_unobserved"])]
+        always_unobs = sum(unobs) / len(subset)
+        for signal in SIGNALS:
+            guard = best_guard(subset, signal)
+            where = f"{signal} {guard['direction']} {num(guard['threshold'])}" if "direction" in guard else "nowhere"
+            lines.append(
+                f"| {base} | {signal} | {where} | {guard['refined']} of {guard['runs']} | "
+                f"{num(always_obs)} → {num(guard['observed'])} | {num(always_unobs)} → {num(guard['unobserved'])} |"
+            )
+    if skipped:
+        lines += ["", "## Left out", ""] + [f"- {s}" for s in skipped]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("dirs", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, required=True, help="the markdown report")
+    parser.add_argument("--csv", type=Path, help="also one row per refined run, with its signals")
+    args = parser.parse_args(argv)
+    missing = [d for d in args.dirs if not d.is_dir()]
+    if missing:
+        parser.error(f"no such directory: {', '.join(map(str, missing))}")
+    rows, skipped = signal_rows(args.dirs)
+    if not rows:
+        parser.error(f"no refined run with its plain base and {SCORES_FILE} under {', '.join(map(str, args.dirs))}")
+    command = "python scripts/refine_signals.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    args.out.write_text(render(rows, skipped, command))
+    if args.csv:
+        with args.csv.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    print(f"wrote {args.out} ({len(rows)} paired runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
