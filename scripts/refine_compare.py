@@ -13,7 +13,6 @@ the paired gain over the base (same setting and seed). Built only from metrics.j
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import sys
@@ -21,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from itsr.report.profile import base_method
+from itsr.report.runs import curves_row
 from itsr.report.tables import method_criterion
 
 SPLITS = ("observed", "unobserved")
@@ -56,14 +56,10 @@ def at_epoch(run: dict, epochs: int) -> dict | None:
     """The run's metrics after `epochs` epochs, from its curves.csv (None if it has no such row)."""
     if run["epochs"] == epochs:
         return run["values"]
-    path = run["dir"] / "curves.csv"
-    if not path.is_file():
+    row = curves_row(run["dir"], epochs)
+    if row is None:  # curves.csv names a column <split>_<criterion>_<metric>[_holdout]
         return None
-    for row in csv.DictReader(path.open()):
-        if int(row["epoch"]) == epochs:  # curves.csv names a column <split>_<criterion>_<metric>[_holdout]
-            names = {(split, key): f"{split}_{run['criterion']}_{key}" for split, key in COLUMNS}
-            return {c: float(row[name]) if row.get(name) else None for c, name in names.items()}
-    return None
+    return {(split, key): row.get(f"{split}_{run['criterion']}_{key}") for split, key in COLUMNS}
 
 
 def cell(values: list) -> str:

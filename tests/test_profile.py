@@ -199,3 +199,39 @@ def test_refine_signals_pairs_refined_runs_with_their_base_and_judges_each_signa
     )
     assert done.returncode == 2 and "no refined run with its plain base" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_profile_gains_a_refined_network_over_its_base_at_equal_epochs(tmp_path) -> None:
+    """The plain AE trained 150 epochs (memorised: 0.50), its refined run 80: the profile's gain reads the AE
+    at epoch 80 from its curves (0.61), not at its end; a base without that row is left unpaired."""
+
+    def network_run(name, model, setting, epochs, bacc):
+        values = {"tpr": bacc, "tnr": bacc, "bacc": bacc, "auroc": 0.9, "ap": None}
+        metrics = {
+            "format_version": METRICS_FORMAT,
+            "config": {"setting": setting, "alpha": 0.05, "model": model, "seed": 0, "epochs": epochs},
+            "criterion": "rec",
+            "metrics": {s: {"rec": dict(values)} for s in ("observed", "unobserved")},
+        }
+        if "+" in model:
+            metrics["refinement"] = [{"round": 1, "precision": 0.3, "recall": 0.6, "score_gap": 1.0}]
+        write_json_atomic(tmp_path / name / "metrics.json", metrics)
+
+    network_run("plain", "ae", "mnist_0v2", 150, bacc=0.50)
+    network_run("svm", "ae+itsr-svm", "mnist_0v2", 80, bacc=0.79)
+    rows = [["epoch", "observed_rec_bacc", "unobserved_rec_bacc"], ["75", "0.7", "0.7"], ["80", "0.61", "0.65"]]
+    (tmp_path / "plain" / "curves.csv").write_text("\n".join(",".join(r) for r in rows) + "\n")
+    network_run("plain_nocurves", "ae", "fmnist", 150, bacc=0.50)
+    network_run("svm_nocurves", "ae+itsr-svm", "fmnist", 80, bacc=0.79)
+    out = tmp_path / "report.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "itsr.report", str(tmp_path), "--profile", "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    observed, unobserved = out.read_text().split("## Unobserved split")
+    assert "| ae+itsr-svm | 0.05 | 1 | +0.180 (+0.180, +0.180) | – | 1 | 0 |" in observed
+    assert "| ae+itsr-svm | 0.05 | 1 | +0.140 (+0.140, +0.140) |" in unobserved

@@ -2,11 +2,12 @@
 
     python -m itsr.report DIR... --profile --out results/robustness/report.md
 
-Built from metrics.json only, over every setting (class pair) the runs cover. Each method is judged by
-its own criterion (AE `rec`, AAE and ITSR `combined`, peers `score`; a refined method as its base). A
-setting's value is first averaged over its seeds, so every class pair weighs the same; spreads are over
-pairs. A refined method ("knn+itsr-score", "ae+itsr-svm"; "itsr" for the AAE) is paired with its plain
-base on the same setting, alpha, seed and split to measure what refinement gains.
+Built from metrics.json (and, for a base that trained longer than its refined run, its curves.csv), over
+every setting (class pair) the runs cover. Each method is judged by its own criterion (AE `rec`, AAE and
+ITSR `combined`, peers `score`; a refined method as its base). A setting's value is first averaged over
+its seeds, so every class pair weighs the same; spreads are over pairs. A refined method
+("knn+itsr-score", "ae+itsr-svm"; "itsr" for the AAE) is paired with its plain base on the same setting,
+alpha, seed and split, at equal epochs, to measure what refinement gains.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 import statistics
 from collections import defaultdict
 
-from itsr.report.runs import Run
+from itsr.report.runs import Run, curves_row
 from itsr.report.tables import method_criterion, method_rank
 
 METRICS = ("bacc", "auroc")
@@ -35,6 +36,22 @@ def _value(run: Run, split: str, metric: str) -> float:
     by_criterion = run.metrics["metrics"].get(split, {})
     value = by_criterion.get(method_criterion(run.model), {}).get(metric)
     return math.nan if value is None else float(value)
+
+
+def _epochs(run: Run):
+    return run.metrics.get("config", {}).get("epochs")
+
+
+def refinement_gain(run: Run, plain: Run, split: str, metric: str) -> float:
+    """A refined run's value minus its plain base's at equal training length: a base that trained longer
+    (the plain AE: 150 epochs against the refinement schedule's 80) is read from its curves.csv at the
+    refined run's epoch count; NaN where it has no such row."""
+    epochs, base_epochs = _epochs(run), _epochs(plain)
+    if epochs is None or base_epochs is None or epochs == base_epochs:
+        return _value(run, split, metric) - _value(plain, split, metric)
+    row = curves_row(plain.path, int(epochs)) or {}
+    then = row.get(f"{split}_{method_criterion(plain.model)}_{metric}")
+    return math.nan if then is None else _value(run, split, metric) - then
 
 
 def _mean(values) -> float:
@@ -114,11 +131,12 @@ def refinement_gain_table(runs: list[Run], split: str) -> list[str]:
         if plain is None:
             continue
         for metric in METRICS:
-            gains[(model, alpha)][metric].append(_value(run, split, metric) - _value(plain, split, metric))
+            gains[(model, alpha)][metric].append(refinement_gain(run, plain, split, metric))
     if not gains:
         return []
     lines = [
-        f"### What refinement gains, {split} split (refined minus its plain base, same setting, α and seed)",
+        f"### What refinement gains, {split} split "
+        "(refined minus its plain base, same setting, α and seed, at equal epochs)",
         "",
         f"Helps / hurts: BACC up / down by more than {EFFECT}.",
         "",
@@ -131,7 +149,7 @@ def refinement_gain_table(runs: list[Run], split: str) -> list[str]:
         hurts = sum(v < -EFFECT for v in bacc)
         spread = f"({_signed(min(bacc))}, {_signed(max(bacc))})" if bacc else ""
         lines.append(
-            f"| {model} | {alpha:g} | {len(cell['bacc'])} | {_signed(_mean(bacc))} {spread} | "
+            f"| {model} | {alpha:g} | {len(bacc)} | {_signed(_mean(bacc))} {spread} | "
             f"{_signed(_mean(cell['auroc']))} | {helps} | {hurts} |"
         )
     return lines + [""]
@@ -192,7 +210,7 @@ def precision_table(runs: list[Run]) -> list[str]:
             continue
         base = base_method(model)
         plain = by_key.get((base, setting, alpha, seed)) if base else None
-        gain = _value(run, "observed", "bacc") - _value(plain, "observed", "bacc") if plain else math.nan
+        gain = refinement_gain(run, plain, "observed", "bacc") if plain else math.nan
         cell = cells[(model, alpha)]
         cell["precision"].append(float(precision))
         cell["recall"].append(float(rounds[-1].get("recall") or math.nan))
@@ -242,7 +260,7 @@ def guard_table(runs: list[Run]) -> list[str]:
         gap = rounds[0].get("score_gap") if rounds else None
         if plain is None or gap is None:
             continue
-        gain = _value(run, "observed", "bacc") - _value(plain, "observed", "bacc")
+        gain = refinement_gain(run, plain, "observed", "bacc")
         if math.isnan(gain):
             continue
         outcome = "hurt" if gain < -EFFECT else ("helped" if gain > EFFECT else "neutral")

@@ -141,3 +141,23 @@ def read_csv(path: Path) -> dict[str, list[float]]:
             except (TypeError, ValueError):
                 columns[key].append(value)
     return dict(columns)
+
+
+def curves_row(run_dir: Path, epoch: int) -> dict[str, float | None] | None:
+    """A run's curves.csv row at `epoch` (None without the file or the row): its metrics after that many
+    epochs, so that a run can be compared with a longer one at equal training length."""
+    path = Path(run_dir) / "curves.csv"
+    if not path.is_file():
+        return None
+    with open(path) as handle:
+        for row in csv.DictReader(handle):
+            if row.get("epoch") and int(float(row["epoch"])) == epoch:
+                return {k: _number(v) for k, v in row.items()}
+    return None
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
