@@ -3,7 +3,8 @@
     python scripts/refine_signals.py DIR... --out results/robustness/signals.md [--csv signals.csv]
 
 Pairs every refined run with its plain base (same setting, alpha, seed and epochs) and reads both runs'
-training scores (train_scores.csv, one row per training image in the same order). Label-free signals:
+training scores (train_scores.csv, one row per training image in the same order: a peer's `score`, a
+network's `rec_error`). Label-free signals:
 - `first_gap`: the first round's new candidates above their pool, in the pool's std (metrics.json);
 - `gap_ratio`: the last round's gap over the first's (does the tail stay apart as A grows?);
 - `candidate_lift`: how much further A stands above the rest under the refined detector than under the base;
@@ -32,16 +33,23 @@ from itsr.report.profile import EFFECT, _pair_auroc, _value, base_method
 from itsr.report.runs import read_runs
 
 SIGNALS = ("first_gap", "gap_ratio", "candidate_lift", "rank_stability")
+GAIN_KEYS = ("observed", "unobserved", "always_observed", "always_unobserved")
 SCORES_FILE = "train_scores.csv"
 
 
-def training_scores(run_dir: Path, criterion: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """(score per training image, A as a boolean mask or None): the method's criterion column, or `score`."""
+SCORE_COLUMNS = ("score", "rec_error")  # a peer's PyOD score; a network's reconstruction error
+
+
+def training_scores(run_dir: Path) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """(score per training image, A as a boolean mask or None), or None without a score column: a peer's
+    `score`, a network's `rec_error` (the score ITSR's retraining and `by=score` act on)."""
     with (run_dir / SCORES_FILE).open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    column = criterion if rows and criterion in rows[0] else "score"
+    column = next((c for c in SCORE_COLUMNS if rows and c in rows[0]), None)
+    if column is None:
+        return None
     scores = np.array([float(r[column]) for r in rows])
-    candidates = np.array([r["candidate"] == "1" for r in rows]) if rows and "candidate" in rows[0] else None
+    candidates = np.array([r["candidate"] == "1" for r in rows]) if "candidate" in rows[0] else None
     return scores, candidates
 
 
@@ -61,9 +69,11 @@ def signal_rows(roots: list[Path]) -> tuple[list[dict], list[str]]:
         if not ((run.path / SCORES_FILE).is_file() and (plain.path / SCORES_FILE).is_file()):
             skipped.append(f"{run.path}: no {SCORES_FILE} beside it or its base")
             continue
-        criterion = run.metrics.get("criterion", "score")
-        refined, candidates = training_scores(run.path, criterion)
-        base, _ = training_scores(plain.path, criterion)
+        refined_file, base_file = training_scores(run.path), training_scores(plain.path)
+        if refined_file is None or base_file is None:
+            skipped.append(f"{run.path}: no score column ({', '.join(SCORE_COLUMNS)}) in {SCORES_FILE}")
+            continue
+        (refined, candidates), (base, _) = refined_file, base_file
         if candidates is None or len(base) != len(refined):
             skipped.append(f"{run.path}: training scores not comparable with its base's")
             continue
@@ -102,7 +112,14 @@ def best_guard(rows: list[dict], signal: str) -> dict:
     clean = [r for r in rows if not math.isnan(r[signal]) and not math.isnan(r["gain_observed"])]
     auroc, _, _ = separation(clean, signal)
     sign = 1.0 if math.isnan(auroc) or auroc >= 0.5 else -1.0
-    best = {"threshold": math.nan, "observed": 0.0, "unobserved": 0.0, "refined": 0, "runs": len(clean)}
+    if not clean:
+        return {"threshold": math.nan, "refined": 0, "runs": 0, **dict.fromkeys(GAIN_KEYS, math.nan)}
+    unobserved_always = [r["gain_unobserved"] for r in clean if not math.isnan(r["gain_unobserved"])]
+    always = {
+        "always_observed": sum(r["gain_observed"] for r in clean) / len(clean),
+        "always_unobserved": sum(unobserved_always) / len(clean),
+    }
+    best = {"threshold": math.nan, "observed": 0.0, "unobserved": 0.0, "refined": 0, "runs": len(clean), **always}
     for t in sorted({r[signal] for r in clean}):
         kept = [r for r in clean if sign * r[signal] >= sign * t]
         observed = sum(r["gain_observed"] for r in kept) / len(clean)
@@ -115,6 +132,7 @@ def best_guard(rows: list[dict], signal: str) -> dict:
                 "unobserved": sum(unobserved) / len(clean),
                 "refined": len(kept),
                 "runs": len(clean),
+                **always,
             }
     return best
 
@@ -172,7 +190,8 @@ def render(rows: list[dict], skipped: list[str], command: str) -> str:
         "",
         "Mean BACC gain per paired run when refinement is kept only where the signal clears the threshold "
         "(elsewhere the base is kept, gain 0), per base detector (a threshold over all detectors would mostly "
-        "pick a detector) and over all runs; `always`: refining every run.",
+        "pick a detector) and over all runs; `always`: refining every run. Runs without the signal "
+        "(older runs recorded no `score_gap`) are left out of that signal's row.",
         "",
         "| base | signal | refine where | runs refined | observed gain: always → guarded "
         "| unobserved gain: always → guarded |",
@@ -180,15 +199,13 @@ def render(rows: list[dict], skipped: list[str], command: str) -> str:
     ]
     for base in bases + ["all"]:
         subset = rows if base == "all" else [r for r in rows if r["base"] == base]
-        always_obs = statistics.fmean(r["gain_observed"] for r in subset)
-        unobs = [r["gain_unobserved"] for r in subset if not math.isnan(r["gain_unobserved"])]
-        always_unobs = sum(unobs) / len(subset)
         for signal in SIGNALS:
             guard = best_guard(subset, signal)
             where = f"{signal} {guard['direction']} {num(guard['threshold'])}" if "direction" in guard else "nowhere"
             lines.append(
                 f"| {base} | {signal} | {where} | {guard['refined']} of {guard['runs']} | "
-                f"{num(always_obs)} → {num(guard['observed'])} | {num(always_unobs)} → {num(guard['unobserved'])} |"
+                f"{num(guard['always_observed'])} → {num(guard['observed'])} | "
+                f"{num(guard['always_unobserved'])} → {num(guard['unobserved'])} |"
             )
     if skipped:
         lines += ["", "## Left out", ""] + [f"- {s}" for s in skipped]

@@ -235,3 +235,38 @@ def test_the_profile_gains_a_refined_network_over_its_base_at_equal_epochs(tmp_p
     observed, unobserved = out.read_text().split("## Unobserved split")
     assert "| ae+itsr-svm | 0.05 | 1 | +0.180 (+0.180, +0.180) | – | 1 | 0 |" in observed
     assert "| ae+itsr-svm | 0.05 | 1 | +0.140 (+0.140, +0.140) |" in unobserved
+
+
+def test_refine_signals_reads_a_networks_reconstruction_error_and_names_a_file_it_cannot_read(tmp_path) -> None:
+    """ITSR against the AAE (same epochs): the signals come from `rec_error`; a scores file with neither a
+    `score` nor a `rec_error` column is left out with its reason, not a traceback."""
+    candidates = np.zeros(100, dtype=bool)
+    candidates[:10] = True
+    base = np.random.default_rng(2).normal(size=100)
+    for setting, column in (("mnist_0v2", "rec_error"), ("fmnist", "something_else")):
+        for model, bacc in (("aae", 0.7), ("itsr", 0.8)):
+            peer_run(tmp_path, model, setting, 0.05, bacc, 0.8, precision=0.5 if model == "itsr" else None)
+            scores = base + (3.0 * candidates if model == "itsr" else 0.0)
+            lines = [f"label,anomaly,{column},candidate"] + [f"0,0,{s},{int(c)}" for s, c in zip(scores, candidates)]
+            (tmp_path / f"{model}_{setting}_0.05_0" / "train_scores.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "signals.md"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "scripts/refine_signals.py",
+            str(tmp_path),
+            "--out",
+            str(out),
+            "--csv",
+            str(tmp_path / "s.csv"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    assert "1 refined runs paired with their plain base (aae)" in text
+    assert "itsr_fmnist_0.05_0: no score column (score, rec_error) in train_scores.csv" in text
+    row = (tmp_path / "s.csv").read_text().splitlines()[1].split(",")
+    assert float(row[-2]) > 2.0  # candidate lift: A moved 3 of the rest's standard deviations up
