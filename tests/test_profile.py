@@ -28,6 +28,19 @@ def peer_run(root, model, setting, alpha, bacc, auroc, precision=None, seed=0, g
     write_json_atomic(root / f"{model}_{setting}_{alpha}_{seed}" / "metrics.json", metrics)
 
 
+def refine_signals(root) -> str:
+    """scripts/refine_signals.py over `root` (writing root/signals.md and root/s.csv): the report's text."""
+    out = root / "signals.md"
+    done = subprocess.run(
+        [sys.executable, "scripts/refine_signals.py", str(root), "--out", str(out), "--csv", str(root / "s.csv")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return out.read_text()
+
+
 def test_refined_methods_pair_with_their_plain_base() -> None:
     assert base_method("knn+itsr-score") == "knn" and base_method("ae+itsr-svm") == "ae"
     assert base_method("itsr") == "aae" and base_method("knn") is None
@@ -166,23 +179,7 @@ def test_refine_signals_pairs_refined_runs_with_their_base_and_judges_each_signa
         scores_file(tmp_path / f"knn_{setting}_0.1_0", base)
         scores_file(tmp_path / f"knn+itsr-score_{setting}_0.1_0", refined, candidates)
     peer_run(tmp_path, "iforest", "mnist_1v7", 0.1, 0.7, 0.8)  # no refined partner: not paired
-    out = tmp_path / "signals.md"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "scripts/refine_signals.py",
-            str(tmp_path),
-            "--out",
-            str(out),
-            "--csv",
-            str(tmp_path / "s.csv"),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    text = out.read_text()
+    text = refine_signals(tmp_path)
     assert "2 refined runs paired with their plain base (knn)" in text and "(1 runs)" in text
     assert "| candidate_lift | 1.000 (1 / 1) | 1.000 (1 / 1) |" in text
     lift_guard = next(line for line in text.splitlines() if line.startswith("| knn | candidate_lift |"))
@@ -192,7 +189,7 @@ def test_refine_signals_pairs_refined_runs_with_their_base_and_judges_each_signa
     empty = tmp_path / "empty"
     empty.mkdir()
     done = subprocess.run(
-        [sys.executable, "scripts/refine_signals.py", str(empty), "--out", str(out)],
+        [sys.executable, "scripts/refine_signals.py", str(empty), "--out", str(empty / "signals.md")],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -249,23 +246,7 @@ def test_refine_signals_reads_a_networks_reconstruction_error_and_names_a_file_i
             scores = base + (3.0 * candidates if model == "itsr" else 0.0)
             lines = [f"label,anomaly,{column},candidate"] + [f"0,0,{s},{int(c)}" for s, c in zip(scores, candidates)]
             (tmp_path / f"{model}_{setting}_0.05_0" / "train_scores.csv").write_text("\n".join(lines) + "\n")
-    out = tmp_path / "signals.md"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "scripts/refine_signals.py",
-            str(tmp_path),
-            "--out",
-            str(out),
-            "--csv",
-            str(tmp_path / "s.csv"),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    text = out.read_text()
+    text = refine_signals(tmp_path)
     assert "1 refined runs paired with their plain base (aae)" in text
     assert "itsr_fmnist_0.05_0: no score column (score, rec_error) in train_scores.csv" in text
     row = (tmp_path / "s.csv").read_text().splitlines()[1].split(",")
