@@ -158,21 +158,13 @@ def score_gap(scores: np.ndarray, candidates: np.ndarray, new: np.ndarray) -> fl
     return float((scores[new].mean() - pool.mean()) / spread)
 
 
-def _standing(scores: np.ndarray, candidates: np.ndarray) -> float:
-    """A's mean score above the rest of the training set, in the rest's standard deviations."""
-    rest = scores[~candidates]
-    spread = float(rest.std())
-    if not candidates.any() or spread == 0.0 or not np.isfinite(spread):
-        return float("nan")
-    return float((scores[candidates].mean() - rest.mean()) / spread)
-
-
 def candidate_lift(base_scores: np.ndarray, refined_scores: np.ndarray, candidates: np.ndarray) -> float:
     """A label-free signal of refinement: how much further A stands above the rest once the detector no
     longer learns from it (refined minus base training scores, each in the rest's standard deviations).
     Planted anomalies left out of training should look stranger to the refitted detector; normals left out
     should not."""
-    return _standing(refined_scores, candidates) - _standing(base_scores, candidates)
+    # score_gap with A as both the set left out and the samples measured: A's mean above the rest, in its std
+    return score_gap(refined_scores, candidates, candidates) - score_gap(base_scores, candidates, candidates)
 
 
 def rank_stability(base_scores: np.ndarray, refined_scores: np.ndarray, candidates: np.ndarray) -> float:

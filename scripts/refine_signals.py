@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from itsr.refinement import candidate_lift, rank_stability
-from itsr.report.profile import EFFECT, _pair_auroc, _value, base_method
+from itsr.report.profile import EFFECT, _pair_auroc, base_method, refinement_gain
 from itsr.report.runs import read_runs
 
 SIGNALS = ("first_gap", "gap_ratio", "candidate_lift", "rank_stability")
@@ -87,8 +87,8 @@ def signal_rows(roots: list[Path]) -> tuple[list[dict], list[str]]:
                 "alpha": alpha,
                 "seed": seed,
                 "precision": rounds[-1].get("precision"),
-                "gain_observed": _value(run, "observed", "bacc") - _value(plain, "observed", "bacc"),
-                "gain_unobserved": _value(run, "unobserved", "bacc") - _value(plain, "unobserved", "bacc"),
+                "gain_observed": refinement_gain(run, plain, "observed", "bacc"),
+                "gain_unobserved": refinement_gain(run, plain, "unobserved", "bacc"),
                 "first_gap": math.nan if first is None else float(first),
                 "gap_ratio": math.nan if not first or last is None else float(last) / float(first),
                 "candidate_lift": candidate_lift(base, refined, candidates),
