@@ -51,9 +51,9 @@ class FittedPeer:
         self.detector = detector
 
     def score(self, x: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
-        from itsr.peers.detector import score_images
+        from itsr.peers.detector import criterion_scores
 
-        return {SCORE_CRITERION: torch.from_numpy(score_images(self.detector, x.numpy()))}
+        return criterion_scores(self.detector, x)
 
 
 def load_scorer(model: str | Path, payload: dict, thresholds: str):

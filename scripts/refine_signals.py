@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from itsr.refinement import candidate_lift, rank_stability
-from itsr.report.profile import EFFECT, _pair_auroc, base_method, refinement_gain
+from itsr.report.profile import EFFECT, base_method, pair_auroc, refinement_gain
 from itsr.report.runs import read_runs
 
 SIGNALS = ("first_gap", "gap_ratio", "candidate_lift", "rank_stability")
@@ -103,7 +103,7 @@ def separation(rows: list[dict], signal: str) -> tuple[float, int, int]:
     clean = [r for r in rows if not math.isnan(r[signal]) and not math.isnan(r["gain_observed"])]
     hurt = [r[signal] for r in clean if r["gain_observed"] < -EFFECT]
     fine = [r[signal] for r in clean if r["gain_observed"] >= -EFFECT]
-    return _pair_auroc(fine, hurt), len(fine), len(hurt)
+    return pair_auroc(fine, hurt), len(fine), len(hurt)
 
 
 def best_guard(rows: list[dict], signal: str) -> dict:

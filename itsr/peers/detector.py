@@ -16,7 +16,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from itsr.atomic import write_bytes_atomic
-from itsr.peers import PEER_FILE, PeerError
+from itsr.peers import PEER_FILE, SCORE_CRITERION, PeerError
 
 # PyOD's detectors take the input dimension under this name when they need it (Deep SVDD)
 INPUT_DIM_OPTION = "n_features"
@@ -97,6 +97,13 @@ def fit_detector(detector, x: np.ndarray, model_name: str, source: str) -> np.nd
 def score_images(detector, x: np.ndarray) -> np.ndarray:
     """The detector's score per image, higher = more anomalous (PyOD's convention)."""
     return np.asarray(detector.decision_function(x), dtype=np.float64)
+
+
+def criterion_scores(detector, x):
+    """Scores by criterion name, as a network's ScoringModel.score gives them (a peer has one: `score`)."""
+    import torch
+
+    return {SCORE_CRITERION: torch.from_numpy(score_images(detector, x.numpy()))}
 
 
 def save_peer(run_dir: Path, detector) -> str:

@@ -23,7 +23,7 @@ from itsr.evaluation import error_by_group
 from itsr.figures import training_error_histogram
 from itsr.model_file import MODEL_FILE, MODEL_FORMAT
 from itsr.peers import CONTAMINATION_CRITERION, PEER_FILE, PEER_MODULE, SCORE_CRITERION
-from itsr.peers.detector import build_detector, detector_options, fit_detector, save_peer, score_images
+from itsr.peers.detector import build_detector, criterion_scores, detector_options, fit_detector, save_peer
 from itsr.peers.refinement import refine_peer
 from itsr.results import REFINEMENT_FILE, run_identity
 
@@ -84,9 +84,9 @@ class PeerRun:
 
     def score(self, x: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
         started = time.perf_counter()
-        values = torch.from_numpy(score_images(self.detector, x.numpy()))
+        scores = criterion_scores(self.detector, x)
         self.score_time += time.perf_counter() - started
-        return {SCORE_CRITERION: values}
+        return scores
 
     def training_scores(self, x: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
         """PyOD's own training scores (leave-one-out for KNN and LOF; candidates scored as unseen)."""

@@ -240,7 +240,7 @@ def precision_table(runs: list[Run]) -> list[str]:
     return lines + [""]
 
 
-def _pair_auroc(positives: list[float], negatives: list[float]) -> float:
+def pair_auroc(positives: list[float], negatives: list[float]) -> float:
     """P(a positive's value > a negative's), ties half: the AUROC of a score, by counting pairs."""
     if not positives or not negatives:
         return math.nan
@@ -285,7 +285,7 @@ def guard_table(runs: list[Run]) -> list[str]:
                 f"| {outcome} | {len(values)} | {_num(_mean(values), 2)} ± {_num(_std(values), 2)} "
                 f"({_num(min(values), 2)}, {_num(max(values), 2)}) |"
             )
-    separation = _pair_auroc(gaps.get("helped", []) + gaps.get("neutral", []), gaps.get("hurt", []))
+    separation = pair_auroc(gaps.get("helped", []) + gaps.get("neutral", []), gaps.get("hurt", []))
     lines += [
         "",
         f'AUROC of the gap for "not hurt" against "hurt": {_num(separation)} (0.5: no separation).',
