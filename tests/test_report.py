@@ -205,3 +205,24 @@ def test_the_endpoint_table_sets_the_final_bacc_beside_the_curves_last_tenth(tmp
     runs, problems = read_runs([tmp_path])
     text = render(runs, problems, [])
     assert "| mnist_0v2 | 0.05 | itsr | observed | 1 | 20 | 0.871 | 0.816 | 0.760-0.871 |" in text
+
+
+def test_a_rerun_of_the_same_seed_is_listed_not_averaged_as_a_second_seed(tmp_path) -> None:
+    """An fp32 run and its bf16 rerun (or a copy) of one seed would pass for n=2 with a spread that is not
+    a seed spread; the report takes the first one into the means and names the other and why."""
+    fake_run(tmp_path, "a_fp32", seed=0, bacc=0.90)
+    fake_run(tmp_path, "b_bf16", seed=0, bacc=0.80)
+    fake_run(tmp_path, "c_seed1", seed=1, bacc=0.94)
+    out = subprocess.run(
+        [sys.executable, "-m", "itsr.report", str(tmp_path), "--out", str(tmp_path / "r.md")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"skipped {tmp_path / 'b_bf16'}: duplicate: left out of the means" in out.stderr
+    assert str(tmp_path / "a_fp32") in out.stderr, "the message names the run that is reported"
+    text = (tmp_path / "r.md").read_text()
+    assert "0.920 ± 0.028 (n=2) · paper 0.93" in text, "seeds 0 and 1 only, not 0.88 over three runs"
+    assert f"| {tmp_path / 'b_bf16'} | duplicate |" in text

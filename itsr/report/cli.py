@@ -7,7 +7,8 @@ Every metrics.json below the given directories is read; runs are grouped by sett
 method, test split and criterion; the Markdown report shows the paper's Table 1 and Fig. 5 layouts
 with our mean +- std over seeds, the paper's value and the difference, then AUROC and AP, which the
 paper lacks. Figures are written as PNG beside the report. Failed, half-written or unreadable runs
-are listed, never dropped silently; a grid whose runs all failed still gets a report that lists each
+are listed, never dropped silently, and so is a second run of one seed (a rerun, a copy), which the
+means leave out; a grid whose runs all failed still gets a report that lists each
 failure with its error. The exit status is non-zero only when no run directory at all was found.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 from itsr.atomic import write_bytes_atomic
 from itsr.cli import program_name
 from itsr.report.markdown import render
-from itsr.report.runs import read_runs
+from itsr.report.runs import one_run_per_seed, read_runs
 from itsr.report.tables import aggregate
 
 # exit statuses: a report was written; no run directory to write about; the report could not be written
@@ -46,10 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists() and not args.overwrite:
         print(f"error: {out} exists; pass --overwrite to replace it (or another --out)", file=sys.stderr)
         return NOT_WRITTEN
-    runs, problems = read_runs(args.dirs)
+    every_run, problems = read_runs(args.dirs)
+    runs, duplicates = one_run_per_seed(every_run)
+    problems += duplicates
     for problem in problems:
         print(f"skipped {problem.path}: {problem.status}: {problem.reason}", file=sys.stderr)
-    if not runs and not any(problem.path.is_dir() for problem in problems):  # a missing DIR is not a run
+    if not every_run and not any(problem.path.is_dir() for problem in problems):  # a missing DIR is not a run
         print(f"no run directory (metrics.json or failed.json) below {', '.join(map(str, args.dirs))}", file=sys.stderr)
         return NOTHING_READ
     if not runs:  # a grid that failed is when a report is needed most: it lists every failure and its error
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             text = render_profile(runs, problems, figures)
         else:
             figures = write_report_figures(runs, aggregate(runs), out.parent)
-            text = render(runs, problems, figures)
+            text = render(runs, problems, figures, every_run)
         write_bytes_atomic(out, text.encode())
     except OSError as error:  # no permission, full disk: name the file; nothing half-written is left
         print(f"error: cannot write {error.filename or out}: {error.strerror or error}", file=sys.stderr)

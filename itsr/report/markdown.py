@@ -20,8 +20,9 @@ from itsr.report.tables import (
 )
 
 
-def render(runs: list[Run], problems: list[Problem], figures: list[str]) -> str:
-    """The whole report; `figures` are the names of the PNG files written beside it."""
+def render(runs: list[Run], problems: list[Problem], figures: list[str], every_run: list[Run] | None = None) -> str:
+    """The whole report; `figures` are the names of the PNG files written beside it. `runs` hold one run per
+    seed; `every_run` adds the runs that repeat a seed with another knob (the hold-out table groups by it)."""
     cells = aggregate(runs)
     alphas = {r.alpha for r in runs} | {p.key[1] for p in problems if p.key}
     lines = [
@@ -43,7 +44,7 @@ def render(runs: list[Run], problems: list[Problem], figures: list[str]) -> str:
     for alpha in (FIG5_ALPHA, *TABLE1_ALPHAS):
         if alpha in alphas:
             lines += peer_verdicts(cells, alpha)
-    lines += calibration_table(runs)
+    lines += calibration_table(runs if every_run is None else every_run)
     lines += endpoint_table(runs)
     lines += ["## Match with the paper", "", *match_summary(cells)]
     lines += ["## All cells, with AUROC and AP", "", *full_table(cells)]

@@ -32,7 +32,7 @@ class Run:
 @dataclass
 class Problem:
     path: Path
-    status: str  # failed | incomplete | unreadable | other-version
+    status: str  # failed | incomplete | unreadable | other-version | duplicate
     reason: str
     key: tuple | None = None  # (setting, alpha, model) when known
 
@@ -104,6 +104,30 @@ def read_runs(roots: list[Path]) -> tuple[list[Run], list[Problem]]:
         except OSError as error:
             problems.append(Problem(run_dir, "unreadable", f"{METRICS_FILE}: {error.strerror or error}"))
     return runs, problems
+
+
+def one_run_per_seed(runs: list[Run]) -> tuple[list[Run], list[Problem]]:
+    """Two runs of one setting, alpha, method and seed (a rerun in another precision, a copy) would be
+    averaged as two seeds: the first in path order goes into the means, each other one is listed as a
+    duplicate. Tables that group by the knob the runs differ in (the hold-out table) still take all runs."""
+    first: dict[tuple, Run] = {}
+    kept: list[Run] = []
+    problems: list[Problem] = []
+    for run in runs:
+        key = (run.setting, run.alpha, run.model, run.seed)
+        if key in first:
+            problems.append(
+                Problem(
+                    run.path,
+                    "duplicate",
+                    f"left out of the means: the same setting, alpha, method and seed as {first[key].path}; "
+                    "pass directories that hold one run per seed (the hold-out table still shows it)",
+                )
+            )
+            continue
+        first[key] = run
+        kept.append(run)
+    return kept, problems
 
 
 def _failure_reason(path: Path) -> str:
