@@ -7,6 +7,7 @@ and tabulating runs never loads a plotting stack.
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -100,6 +101,11 @@ def fig1_ae_curves(runs, out_dir: Path) -> str | None:
     if run is None or not (run.path / CURVES_FILE).is_file():
         return None
     c = read_csv(run.path / CURVES_FILE)
+    needed = ["epoch", *(f"rec_{g}_{s}" for g in ("normal", "anomalous") for s in ("mean", "std"))]
+    missing = [name for name in needed + [f"observed_rec_{m}" for m in ("tpr", "tnr", "bacc")] if name not in c]
+    if missing:  # a curves.csv of an older or foreign run: the report goes on without this figure
+        print(f"fig1 not drawn: {run.path / CURVES_FILE} has no column {', '.join(missing)}", file=sys.stderr)
+        return None
     epoch = np.array(c["epoch"])
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
     for group, color, style in (("normal", NORMAL_COLOR, "-"), ("anomalous", ANOMALY_COLOR, "--")):

@@ -4,6 +4,7 @@ cell, the figures, and what could not be read), so the document's shape lives in
 from __future__ import annotations
 
 from itsr.report.calibration import calibration_table
+from itsr.report.claims import claims_section
 from itsr.report.endpoint import endpoint_table
 from itsr.report.provenance import provenance_table
 from itsr.report.runs import Problem, Run
@@ -44,6 +45,7 @@ def render(runs: list[Run], problems: list[Problem], figures: list[str], every_r
     for alpha in (FIG5_ALPHA, *TABLE1_ALPHAS):
         if alpha in alphas:
             lines += peer_verdicts(cells, alpha)
+    lines += claims_section(cells, runs)
     lines += calibration_table(runs if every_run is None else every_run)
     lines += endpoint_table(runs)
     lines += ["## Match with the paper", "", *match_summary(cells)]
