@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
+from itsr.report.endpoint import method_curves
 from itsr.report.paper import PAPER, PAPER_CRITERION, SETTINGS, SPLITS
-from itsr.report.runs import Run, read_csv
+from itsr.report.runs import Run
 from itsr.report.tables import MATCH_TOLERANCE, _fmt, _versus, mean_std, method_criterion, method_rank
-from itsr.results import CURVES_FILE
 
 HOLDOUT_SUFFIX = "_holdout"  # curves.csv columns under the thresholds of the held-out slice (issue 23)
 
@@ -94,15 +94,7 @@ def decline_table(runs: list[Run]) -> list[str]:
     final one, and the drop between them, under the paper's rule and, where the run has a held-out slice,
     under the calibrated rule, which separates a threshold that no longer transfers from a worse ranking."""
     cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for run in runs:
-        path = run.path / CURVES_FILE
-        if not path.is_file():
-            continue
-        try:
-            curves = read_csv(path)
-        except (OSError, UnicodeDecodeError):
-            continue
-        criterion = method_criterion(run.model)
+    for run, curves, criterion in method_curves(runs):
         for split, by_criterion in run.metrics["metrics"].items():
             values = by_criterion.get(criterion, {})
             final = values.get("bacc")

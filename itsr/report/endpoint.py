@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 
 from itsr.report.runs import Run, read_csv
 from itsr.report.tables import _fmt, method_criterion, method_rank
@@ -22,9 +23,8 @@ def tail_mean(values: list[float], fraction: float = TAIL_FRACTION) -> tuple[flo
     return sum(tail) / len(tail), min(tail), max(tail)
 
 
-def endpoint_table(runs: list[Run]) -> list[str]:
-    """One row per (setting, alpha, method, split) over the runs that have curves."""
-    cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+def method_curves(runs: list[Run]) -> Iterator[tuple[Run, dict, str]]:
+    """(run, its curves.csv as columns, the method's criterion) for each run whose curves can be read."""
     for run in runs:
         path = run.path / CURVES_FILE
         if not path.is_file():
@@ -33,7 +33,13 @@ def endpoint_table(runs: list[Run]) -> list[str]:
             curves = read_csv(path)
         except (OSError, UnicodeDecodeError):
             continue
-        criterion = method_criterion(run.model)
+        yield run, curves, method_criterion(run.model)
+
+
+def endpoint_table(runs: list[Run]) -> list[str]:
+    """One row per (setting, alpha, method, split) over the runs that have curves."""
+    cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for run, curves, criterion in method_curves(runs):
         for split, by_criterion in run.metrics["metrics"].items():
             column = curves.get(f"{split}_{criterion}_bacc")
             if not column or criterion not in by_criterion or by_criterion[criterion].get("bacc") is None:
