@@ -4,8 +4,9 @@
         --name itsr_fmnist_tshirt_v_pullover_a0.05_s0
     python scripts/collect_runs.py outputs/profile/mnist_7v5 --into results/robustness/runs/mnist_7v5 --no-scores
 
-Each SRC is a run directory or a folder of them (a Hydra sweep); a run counts as finished when it has
-metrics.json. Copied: metrics.json and config.yaml (the resolved config; its provenance is in
+Each SRC is a run directory or a folder of them (a Hydra sweep); a run counts when it has metrics.json
+(finished) or failed.json (failed: its failed.json and config.yaml are copied, so the report lists it).
+Copied for a finished run: metrics.json and config.yaml (the resolved config; its provenance is in
 metrics.json), curves.csv and refinement.csv where the run has them, and, unless --no-scores, the
 per-sample score CSVs. Never copied: checkpoints, model.pt, logs, figures (too large, or rebuilt from
 these). A destination that already holds a run is left as it is unless its files are identical, so a
@@ -36,24 +37,34 @@ SCORE_FILES = (TEST_SCORES_FILE, TRAIN_SCORES_FILE, HOLDOUT_SCORES_FILE)
 
 
 def finished_runs(source: Path) -> list[Path]:
-    """The run directories at or below `source` that hold metrics.json, in path order."""
-    if (source / METRICS_FILE).is_file():
+    """The run directories at or below `source` that hold metrics.json or failed.json, in path order."""
+    if any((source / name).is_file() for name in (METRICS_FILE, FAILURE_FILE)):
         return [source]
-    return sorted(p.parent for p in source.rglob(METRICS_FILE))
+    return sorted({p.parent for name in (METRICS_FILE, FAILURE_FILE) for p in source.rglob(name)})
+
+
+def failed(run: Path) -> bool:
+    """A failed.json newer than any metrics.json: the run (or its rerun) failed."""
+    failure, metrics = run / FAILURE_FILE, run / METRICS_FILE
+    return failure.is_file() and (not metrics.is_file() or failure.stat().st_mtime >= metrics.stat().st_mtime)
 
 
 def collect(run: Path, dest: Path, scores: bool) -> str:
-    """Copy one run; returns what happened, in words."""
-    names = [n for n in SMALL_FILES + (SCORE_FILES if scores else ()) if (run / n).is_file()]
-    if (run / FAILURE_FILE).is_file() and (run / FAILURE_FILE).stat().st_mtime >= (run / METRICS_FILE).stat().st_mtime:
-        return f"left out {run}: its {FAILURE_FILE} is newer than its {METRICS_FILE} (a failed rerun)"
-    if (dest / METRICS_FILE).is_file():
+    """Copy one run; returns what happened, in words. A failed run keeps its failed.json and config, so
+    that the report built from the results folder lists the failure instead of a silent gap."""
+    if failed(run):
+        names = [n for n in (CONFIG_FILE, FAILURE_FILE) if (run / n).is_file()]
+        marker = FAILURE_FILE
+    else:
+        names = [n for n in SMALL_FILES + (SCORE_FILES if scores else ()) if (run / n).is_file()]
+        marker = METRICS_FILE
+    if (dest / METRICS_FILE).is_file() or (dest / FAILURE_FILE).is_file():
         same = all((dest / n).is_file() and filecmp.cmp(run / n, dest / n, shallow=False) for n in names)
         return f"already there: {dest}" if same else f"left out {run}: {dest} holds another run; pick another --name"
     dest.mkdir(parents=True, exist_ok=True)
-    for name in [n for n in names if n != METRICS_FILE] + [METRICS_FILE]:  # metrics.json last: it marks "finished"
+    for name in [n for n in names if n != marker] + [marker]:  # metrics.json (failed.json) last: it marks the end
         shutil.copy2(run / name, dest / name)
-    return f"copied {run} -> {dest} ({', '.join(names)})"
+    return f"copied {'failed run ' if marker == FAILURE_FILE else ''}{run} -> {dest} ({', '.join(names)})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         found = finished_runs(source)
         if not found:
-            print(f"note: no finished run (no {METRICS_FILE}) below {source}", file=sys.stderr)
+            print(f"note: no {METRICS_FILE} or {FAILURE_FILE} below {source}", file=sys.stderr)
         # a sweep keeps its layout below --into; a single run directory goes directly under it
         runs += [(run, run.relative_to(source) if run != source else Path(run.name)) for run in found]
     if args.name and len(runs) != 1:

@@ -35,12 +35,15 @@ def test_a_sweep_is_collected_small_files_only_and_never_over_another_run(tmp_pa
     sweep = tmp_path / "sweep"
     make_run(sweep / "knn" / "0_run")
     make_run(sweep / "knn" / "1_running", finished=False)
+    crashed = make_run(sweep / "knn" / "2_failed", finished=False)
+    (crashed / "failed.json").write_text('{"error": "PeerError", "message": "scores not finite"}')
     into = tmp_path / "results"
     out = collect(sweep, "--into", into, "--no-scores")
     assert out.returncode == 0, out.stderr
     copied = into / "knn" / "0_run"
     assert sorted(p.name for p in copied.iterdir()) == ["config.yaml", "curves.csv", "metrics.json"]
     assert not (into / "knn" / "1_running").exists(), "an unfinished run is not a result"
+    assert sorted(p.name for p in (into / "knn" / "2_failed").iterdir()) == ["config.yaml", "failed.json"]
     assert collect(sweep, "--into", into, "--no-scores").returncode == 0, "the same files again: nothing to do"
 
     other = make_run(tmp_path / "other" / "0_run", metrics='{"seed": 1}')
