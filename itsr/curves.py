@@ -13,7 +13,7 @@ from itsr.atomic import write_csv_atomic
 from itsr.errors import check_positive_int
 from itsr.evaluation import error_by_group, evaluate
 from itsr.hooks import participants
-from itsr.results import CURVES_FILE
+from itsr.results import CURVES_FILE, HOLDOUT_SUFFIX
 
 
 class TrainingCurves(pl.Callback):
@@ -67,7 +67,7 @@ class TrainingCurves(pl.Callback):
         for split, by_criterion in (result.metrics_holdout or {}).items():  # the calibrated rule (issue 23)
             for criterion, values in by_criterion.items():
                 for metric in ("tpr", "tnr", "bacc"):  # AUROC does not depend on the threshold
-                    row[f"{split}_{criterion}_{metric}_holdout"] = values[metric]
+                    row[f"{split}_{criterion}_{metric}{HOLDOUT_SUFFIX}"] = values[metric]
         self.rows.append(row)
         write_csv_atomic(self.path, self.rows)
         if pl_module.logger is not None:

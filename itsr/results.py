@@ -30,6 +30,7 @@ TEST_SCORES_FILE = "test_scores.csv"  # per-sample test scores: every metric can
 TRAIN_SCORES_FILE = "train_scores.csv"  # per-sample training scores after training
 HOLDOUT_SCORES_FILE = "holdout_scores.csv"  # per-sample scores of the held-out slice (scoring.holdout_fraction)
 CURVES_FILE = "curves.csv"  # test metrics and training errors every N epochs (Figs. 1, 4)
+HOLDOUT_SUFFIX = "_holdout"  # curves.csv columns under the held-out slice's thresholds (issue 23)
 REFINEMENT_FILE = "refinement.csv"  # ITSR: one row per detection round
 
 

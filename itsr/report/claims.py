@@ -10,20 +10,16 @@ import math
 from collections import defaultdict
 
 from itsr.report.endpoint import method_curves
-from itsr.report.paper import PAPER, PAPER_CRITERION, SETTINGS, SPLITS
+from itsr.report.paper import PAPER, PAPER_CRITERION, SETTINGS
 from itsr.report.runs import Run
 from itsr.report.tables import MATCH_TOLERANCE, _fmt, _versus, mean_std, method_criterion, method_rank
-
-HOLDOUT_SUFFIX = "_holdout"  # curves.csv columns under the thresholds of the held-out slice (issue 23)
+from itsr.results import HOLDOUT_SUFFIX
 
 
 def _summary(name: str, values: list[float]) -> tuple[str, float, float, int] | None:
     """(name, mean, std, n) over seeds, the shape `_versus` compares; None without a defined value."""
-    clean = [v for v in values if not math.isnan(v)]
-    if not clean:
-        return None
-    mean, std = mean_std(clean)
-    return name, mean, std, len(clean)
+    mean, std = mean_std(values)  # leaves out undefined values
+    return None if math.isnan(mean) else (name, mean, std, sum(not math.isnan(v) for v in values))
 
 
 def itsr_over_aae(cells) -> list[str]:
@@ -71,9 +67,9 @@ def itsr_over_aae(cells) -> list[str]:
 def _lead(itsr: tuple, aae: tuple) -> str:
     winner, other = (itsr, aae) if itsr[1] >= aae[1] else (aae, itsr)
     direction = "ITSR ahead" if winner is itsr else "AAE ahead"
-    text = f"{direction} {_versus(winner, other)}"
     if min(itsr[3], aae[3]) < 2:
         return f"{direction} (one seed: a direction, not a verdict)"
+    text = f"{direction} {_versus(winner, other)}"
     if winner[1] - other[1] <= max(itsr[2], aae[2]):
         return text  # _versus says it is within the seed spread
     return f"**holds**: {text}" if winner is itsr else f"**does not hold**: {text}"
@@ -134,12 +130,7 @@ def decline_table(runs: list[Run]) -> list[str]:
     ]
     for (setting, alpha, model, split), cell in sorted(
         cells.items(),
-        key=lambda item: (
-            item[0][0],
-            -item[0][1],
-            method_rank(item[0][2]),
-            SPLITS.index(item[0][3]) if item[0][3] in SPLITS else 9,
-        ),
+        key=lambda item: (item[0][0], -item[0][1], method_rank(item[0][2]), item[0][3]),  # as the endpoint table
     ):
         epochs = ", ".join(str(int(e)) for e in cell["epoch"])
         calibrated = [v for v in cell["drop_calibrated"] if not math.isnan(v)]  # runs without a held-out slice
