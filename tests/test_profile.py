@@ -56,6 +56,7 @@ def test_the_profile_tells_gains_wins_failures_and_random_candidates(tmp_path) -
     peer_run(runs, "knn+itsr-score", "mnist_3v5", 0.1, 0.55, 0.65, precision=0.1, gap=2.4)
     peer_run(runs, "iforest", "mnist_1v7", 0.1, 0.75, 0.85)
     peer_run(runs, "iforest", "mnist_3v5", 0.1, 0.50, 0.60)
+    peer_run(runs, "ocsvm", "mnist_3v5", 0.1, 0.58, 0.60)  # ran on one of the two pairs, lost it
     # a pair and alpha where every method ranks anomalies below normals
     peer_run(runs, "knn", "fmnist_6v0", 0.2, 0.40, 0.30)
     peer_run(runs, "iforest", "fmnist_6v0", 0.2, 0.45, 0.40)
@@ -78,6 +79,8 @@ def test_the_profile_tells_gains_wins_failures_and_random_candidates(tmp_path) -
     observed = text.split("## Unobserved split")[0]
     wins = observed.split("Which method wins")[1]
     assert "| knn | 1 |" in wins and "| knn+itsr-score | 1 |" in wins and "| iforest | 0 |" in wins
+    # a method that ran on fewer pairs is counted out of its own pairs, not out of all of them
+    assert "| ocsvm | 0 of 1 |" in wins and '"k of n": the method ran on n of the pairs only' in wins
     assert "- fmnist_6v0, α = 0.2: best AUROC 0.400" in observed
     assert "mnist_1v7, α = 0.1" not in observed.split("Where every method fails")[1]
     # precision: one of the two runs near random (0.1 <= 2 alpha), and that one hurt

@@ -177,8 +177,17 @@ def rank_table(runs: list[Run], split: str) -> list[str]:
         f"### Which method wins how many class pairs on BACC, {split} split",
         [f"α = {a:g} (of {n_settings[a]})" for a in alphas],
     )
+    partial = False
     for method in report_order({m for (m, _) in table}):
-        lines.append(f"| {method} | " + " | ".join(str(wins[a].get(method, 0)) for a in alphas) + " |")
+        cells = []
+        for alpha in alphas:
+            ran = len(table.get((method, alpha), {}))
+            won = wins[alpha].get(method, 0)
+            partial |= 0 < ran < n_settings[alpha]
+            cells.append(str(won) if ran in (0, n_settings[alpha]) else f"{won} of {ran}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    if partial:  # a count out of all pairs would read as losses on pairs the method never ran on
+        lines += ["", "\"k of n\": the method ran on n of the pairs only and won k of them; elsewhere it did not compete."]
     return lines + [""]
 
 
