@@ -500,13 +500,19 @@ def test_the_report_lists_a_corrupt_failed_json_and_a_foreign_metrics_json_besid
     metrics = json.loads((shape / "metrics.json").read_text())
     metrics["metrics"]["observed"] = [0.9]
     (shape / "metrics.json").write_text(json.dumps(metrics))
+    holdout = fake_run(tmp_path, "holdout")  # calibrated metrics whose hold-out block went missing
+    metrics = json.loads((holdout / "metrics.json").read_text())
+    metrics["metrics_holdout"] = metrics["metrics"]
+    metrics.pop("holdout", None)
+    (holdout / "metrics.json").write_text(json.dumps(metrics))
     out = run_module("itsr.report", tmp_path, "--out", tmp_path / "r.md")
     assert out.returncode == 0, out.stderr
     no_traceback(out)
     text = (tmp_path / "r.md").read_text()
-    assert "1 finished runs; 3 skipped or failed" in text
+    assert "1 finished runs; 4 skipped or failed" in text
     assert "failed.json unreadable (JSONDecodeError)" in text
     assert "a JSON list, not an object" in text and "is not a table of criteria" in text
+    assert "metrics_holdout without a numeric holdout.fraction" in text
 
 
 # ---------------------------------------------------------------- a full disk leaves nothing half-written

@@ -140,17 +140,31 @@ def _failure_reason(path: Path) -> str:
 
 
 def _check_metrics_shape(metrics: dict) -> None:
-    """metrics[split][criterion][metric] is a number or null; anything else is another file's shape."""
+    """metrics[split][criterion][metric] (and metrics_holdout's, with its hold-out fraction) is a number or
+    null; anything else is another file's shape."""
     if not isinstance(metrics.get("metrics"), dict):
         raise TypeError("no metrics[split][criterion] table")
-    for split, by_criterion in metrics["metrics"].items():
+    for key in ("metrics", "metrics_holdout"):
+        if metrics.get(key) is not None:
+            _check_table(metrics[key], key)
+    if metrics.get("metrics_holdout"):
+        holdout = metrics.get("holdout")
+        fraction = holdout.get("fraction") if isinstance(holdout, dict) else None
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+            raise TypeError(f"metrics_holdout without a numeric holdout.fraction (holdout is {holdout!r})")
+
+
+def _check_table(table, key: str) -> None:
+    if not isinstance(table, dict):
+        raise TypeError(f"{key} is not a table of splits")
+    for split, by_criterion in table.items():
         if not isinstance(by_criterion, dict) or not all(isinstance(v, dict) for v in by_criterion.values()):
-            raise TypeError(f"metrics[{split!r}] is not a table of criteria")
+            raise TypeError(f"{key}[{split!r}] is not a table of criteria")
         for criterion, values in by_criterion.items():
             for name in REPORTED_METRICS:
                 value = values.get(name)
                 if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                    raise TypeError(f"metrics[{split!r}][{criterion!r}][{name!r}] is {value!r}, not a number")
+                    raise TypeError(f"{key}[{split!r}][{criterion!r}][{name!r}] is {value!r}, not a number")
 
 
 def read_csv(path: Path) -> dict[str, list[float]]:
