@@ -6,6 +6,7 @@ Implements itsr.interface.RunModel; the pipeline itself is itsr.run.train_and_ev
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -18,8 +19,11 @@ from itsr.figures import write_run_figures
 from itsr.hooks import participants
 from itsr.model_file import MODEL_FILE, save_model
 from itsr.progress import RunProgress
+from itsr.provenance import bf16_cpu_warning, cpu_bf16_native
 from itsr.results import callback_score_columns, run_identity
 from itsr.runtime import AtomicCheckpointIO, RecordConfig, check_resume, fit_stopped, resolve_ckpt_path, slurm_plugins
+
+log = logging.getLogger(__name__)
 
 
 class NetworkRun:
@@ -44,6 +48,9 @@ class NetworkRun:
 
     def fit(self, dm, run_dir: Path, logger, ckpt_path: str | None) -> None:
         cfg = self.cfg
+        slow_bf16 = bf16_cpu_warning(self.precision, str(cfg.trainer.accelerator), cpu_bf16_native())
+        if slow_bf16:
+            log.warning(slow_bf16)
         if cfg.data_on_device and cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available():
             dm.place_on("cuda")
         self.module = build_module(cfg, dm.input_dim)

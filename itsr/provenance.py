@@ -73,9 +73,48 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# x86 instructions that multiply bf16 natively; without them torch emulates bf16 matrix products on the CPU
+# (measured on an AVX2-only AMD EPYC: 2.3 against 75 GFLOP/s fp32, a bf16 epoch 11x slower; results/bench)
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo; None where the file or its flags line is missing."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return None
+
+
+def cpu_bf16_native(flags: set[str] | None = None) -> bool | None:
+    """Whether the CPU multiplies bf16 natively (None: unknown, e.g. no /proc/cpuinfo or not x86)."""
+    flags = cpu_flags() if flags is None else flags
+    return None if flags is None else any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def bf16_cpu_warning(precision: str, accelerator: str, native: bool | None) -> str | None:
+    """A warning for bf16 training on a CPU that lacks native bf16 (`native`: cpu_bf16_native()): correct,
+    but many times slower than fp32."""
+    if not precision.startswith("bf16") or accelerator != "cpu" or native is not False:
+        return None
+    return (
+        f"trainer.precision={precision} on a CPU without native bf16 (none of {', '.join(BF16_CPU_FLAGS)} in "
+        "/proc/cpuinfo): torch emulates bf16 matrix products there, about 10x slower than fp32 "
+        "(`python -m itsr.bench` shows this machine's bf16 speedup); use trainer.precision=32-true on this "
+        "machine, or run where the CPU has them"
+    )
+
+
 def hardware(device: str) -> dict:
-    """The CPU (model, cores this process may use) and, for a run on a GPU, the GPU's name."""
-    out = {"cpu": cpu_model(), "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+    """The CPU (model, cores this process may use, native bf16 or not) and, for a run on a GPU, its name."""
+    out = {
+        "cpu": cpu_model(),
+        "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_bf16_native": cpu_bf16_native(),
+    }
     if device.startswith("cuda"):
         import torch
 

@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from itsr.atomic import write_json_atomic
-from itsr.provenance import CONFIG_FILE, config_fingerprint
+from itsr.provenance import CONFIG_FILE, bf16_cpu_warning, config_fingerprint, cpu_bf16_native
 from itsr.report.markdown import render
 from itsr.report.runs import read_runs
 from itsr.run import train_and_evaluate
@@ -36,7 +36,9 @@ def check_recorded(run_dir, metrics: dict, cfg) -> None:
 
 
 @pytest.mark.skipif(not (REPO_ROOT / ".git").exists(), reason="needs the git checkout")
-def test_a_network_run_records_its_config_commit_versions_and_precision(tmp_path) -> None:
+def test_a_network_run_records_its_config_commit_versions_and_precision(tmp_path, monkeypatch, caplog) -> None:
+    # as on an AVX2-only CPU: bf16 trains, emulated and slow, so the run warns and records it
+    monkeypatch.setattr("itsr.provenance.cpu_flags", lambda: {"avx2", "fma"})
     cfg = compose_cfg(
         [
             *tiny_overrides("itsr"),
@@ -47,9 +49,12 @@ def test_a_network_run_records_its_config_commit_versions_and_precision(tmp_path
             "trainer.precision=bf16-mixed",
         ]
     )
-    metrics = train_and_evaluate(cfg, tmp_path)
+    with caplog.at_level("WARNING"):
+        metrics = train_and_evaluate(cfg, tmp_path)
     check_recorded(tmp_path, metrics, cfg)
     assert metrics["provenance"]["precision"] == "bf16-mixed"
+    assert metrics["provenance"]["hardware"]["cpu_bf16_native"] is False
+    assert "without native bf16" in caplog.text and "trainer.precision=32-true" in caplog.text
     saved = OmegaConf.load(tmp_path / CONFIG_FILE)
     assert saved.model.refinement.rounds == 1 and saved.model.module.hidden == [32, 32]
 
@@ -144,3 +149,14 @@ def test_a_key_added_later_neither_splits_fingerprints_nor_blocks_a_resume() -> 
     now["model"]["refinement"]["batch_fraction"] = 0.2
     assert config_fingerprint(before) != config_fingerprint(now)
     assert config_differences(before, now) == ["model.refinement.batch_fraction: 0.1 in the checkpoint, 0.2 now"]
+
+
+def test_bf16_warns_only_on_a_cpu_that_would_emulate_it() -> None:
+    avx2 = {"avx2", "fma"}
+    assert cpu_bf16_native(avx2) is False
+    assert cpu_bf16_native(avx2 | {"avx512_bf16"}) and cpu_bf16_native(avx2 | {"amx_bf16"})  # AMD / Intel AMX
+    assert "without native bf16" in bf16_cpu_warning("bf16-mixed", "cpu", False)
+    assert bf16_cpu_warning("bf16-mixed", "cpu", True) is None
+    assert bf16_cpu_warning("32-true", "cpu", False) is None
+    assert bf16_cpu_warning("bf16-mixed", "gpu", False) is None
+    assert bf16_cpu_warning("bf16-mixed", "cpu", None) is None  # flags unknown: no guess

@@ -187,7 +187,8 @@ def rank_table(runs: list[Run], split: str) -> list[str]:
             cells.append(str(won) if ran in (0, n_settings[alpha]) else f"{won} of {ran}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     if partial:  # a count out of all pairs would read as losses on pairs the method never ran on
-        lines += ["", "\"k of n\": the method ran on n of the pairs only and won k of them; elsewhere it did not compete."]
+        note = '"k of n": the method ran on n of the pairs only and won k of them; elsewhere it did not compete.'
+        lines += ["", note]
     return lines + [""]
 
 
