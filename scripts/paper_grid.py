@@ -1,0 +1,117 @@
+"""Which runs of the paper's Fig. 5 grid (issue 24) are still missing from results/paper/runs, and the
+command that runs each: one list for the CPU queue, a SLURM grid and the GPU script
+(scripts/device-paper-grid.sh), so nobody has to read the README to know what remains.
+
+    python scripts/paper_grid.py                      # a table: run, why it is wanted, command
+    python scripts/paper_grid.py --format specs       # "name model dataset seed" per line, for scripts
+    python scripts/paper_grid.py --format specs --order shortest   # the shortest runs first (a GPU's pool)
+
+A run belongs to the grid when its metrics.json says the grid's precision (bf16-mixed, recorded in
+`provenance`) and it has a held-out slice (both threshold rules). A grid run in another precision, or
+without a hold-out, is listed as a rerun: move it aside (e.g. results/paper/fp32/) before collecting the
+rerun, since scripts/collect_runs.py never overwrites a committed run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from itsr.results import METRICS_FILE
+
+# Fig. 5's three settings: the dataset config that runs each (conf/dataset/) and the setting name runs
+# are filed under (itsr.settings.PAPER_SETTINGS)
+FIG5_DATASETS = {"mnist": "mnist_0v2", "fmnist_boot": "fmnist_tshirt_v_boot", "fmnist": "fmnist_tshirt_v_pullover"}
+FIG5_MODELS = ("ae", "aae", "itsr")
+# --order shortest: the paper's epochs per model (Sec. 5: AAE 1000, ITSR 2000-2500, AE 4000 on MNIST and
+# 10000 on Fashion-MNIST), so that a pool with a deadline finishes as many runs as it can
+SHORTEST_FIRST = {"aae": 0, "itsr": 1, "ae": 2}
+GRID_PRECISION = "bf16-mixed"  # decided on evidence in results/paper/precision/ (issue 24)
+GRID_HOLDOUT = 0.1  # scoring.holdout_fraction: every grid run reports the paper's and the calibrated rule
+
+
+def run_name(model: str, dataset: str, alpha: float, seed: int) -> str:
+    return f"{model}_{FIG5_DATASETS[dataset]}_a{alpha:g}_s{seed}"
+
+
+def command(model: str, dataset: str, alpha: float, seed: int) -> str:
+    return (
+        f"python -m itsr.run experiment=paper model={model} dataset={dataset} alpha={alpha:g} seed={seed} "
+        f"trainer.precision={GRID_PRECISION} scoring.holdout_fraction={GRID_HOLDOUT:g}"
+    )
+
+
+def why_wanted(run_dir: Path) -> str | None:
+    """None when `run_dir` holds a finished grid run; else why it must (re)run."""
+    metrics_file = run_dir / METRICS_FILE
+    if not metrics_file.is_file():
+        return "missing"
+    try:
+        metrics = json.loads(metrics_file.read_text())
+    except (OSError, ValueError) as error:
+        return f"unreadable {METRICS_FILE} ({type(error).__name__})"
+    if not isinstance(metrics, dict):
+        return f"unreadable {METRICS_FILE} (not an object)"
+    precision = (metrics.get("provenance") or {}).get("precision")
+    if precision != GRID_PRECISION:
+        recorded = precision or "not recorded (fp32, before provenance)"
+        return f"rerun: precision {recorded}, the grid runs {GRID_PRECISION}"
+    if not metrics.get("holdout"):
+        return "rerun: no held-out slice (only the paper's threshold rule)"
+    return None
+
+
+def todo(runs: Path, alpha: float, seeds: list[int]) -> list[tuple[str, str, str, int, str]]:
+    """(name, model, dataset, seed, why) for each grid run not yet in `runs`; the longest-waiting cell
+    first: by seed, then setting, then model."""
+    out = []
+    for seed in seeds:
+        for dataset in FIG5_DATASETS:
+            for model in FIG5_MODELS:
+                name = run_name(model, dataset, alpha, seed)
+                why = why_wanted(runs / name)
+                if why is not None:
+                    out.append((name, model, dataset, seed, why))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=Path, default=Path("results/paper/runs"), help="committed runs")
+    parser.add_argument("--alpha", type=float, default=0.05, help="contamination (Fig. 5: 0.05)")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument("--format", choices=("table", "specs"), default="table")
+    parser.add_argument(
+        "--order",
+        choices=("seed", "shortest"),
+        default="seed",
+        help="seed: by seed, setting, model; shortest: "
+        "AAE, ITSR, then AE runs (MNIST first), the order in which a pool with a deadline finishes most runs",
+    )
+    args = parser.parse_args(argv)
+    if not args.runs.is_dir():
+        print(f"paper_grid: {args.runs} is not a directory; pass --runs results/paper/runs", file=sys.stderr)
+        return 2
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        print(f"paper_grid: --seeds {args.seeds!r}: give integers separated by commas, e.g. 0,1,2", file=sys.stderr)
+        return 2
+    wanted = todo(args.runs, args.alpha, seeds)
+    if args.order == "shortest":
+        wanted.sort(key=lambda w: (SHORTEST_FIRST[w[1]], w[2] != "mnist", w[3]))
+    if args.format == "specs":
+        print("\n".join(f"{name} {model} {dataset} {seed}" for name, model, dataset, seed, _ in wanted))
+        return 0
+    total = len(FIG5_DATASETS) * len(FIG5_MODELS) * len(seeds)
+    print(f"{total - len(wanted)} of {total} grid runs are in {args.runs}; {len(wanted)} to run:\n")
+    print("| run | why | command |\n| --- | --- | --- |")
+    for name, model, dataset, seed, why in wanted:
+        print(f"| {name} | {why} | `{command(model, dataset, args.alpha, seed)}` |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

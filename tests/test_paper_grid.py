@@ -1,0 +1,64 @@
+"""scripts/paper_grid.py: which of Fig. 5's 27 runs a results folder still lacks in the grid's precision."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO_ROOT
+
+
+def paper_grid(*arguments) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "scripts/paper_grid.py", *map(str, arguments)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def grid_run(runs, name, provenance=None, holdout=True) -> None:
+    metrics = {"config": {"model": name.split("_")[0]}}
+    if provenance is not None:
+        metrics["provenance"] = provenance
+    if holdout:
+        metrics["holdout"] = {"fraction": 0.1}
+    (runs / name).mkdir(parents=True)
+    (runs / name / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_the_grid_lists_missing_runs_and_reruns_those_in_another_precision_or_without_a_holdout(tmp_path) -> None:
+    runs = tmp_path / "runs"
+    grid_run(runs, "aae_mnist_0v2_a0.05_s0", {"precision": "bf16-mixed"})  # in the grid
+    grid_run(runs, "itsr_mnist_0v2_a0.05_s0")  # fp32, before provenance was recorded
+    grid_run(runs, "ae_mnist_0v2_a0.05_s0", {"precision": "bf16-mixed"}, holdout=False)
+    (runs / "aae_mnist_0v2_a0.05_s1").mkdir()
+    (runs / "aae_mnist_0v2_a0.05_s1" / "metrics.json").write_text("{cut short")
+
+    table = paper_grid("--runs", runs)
+    assert table.returncode == 0, table.stderr
+    assert "1 of 27 grid runs are in" in table.stdout and "26 to run" in table.stdout
+    assert "| aae_mnist_0v2_a0.05_s0 |" not in table.stdout
+    assert "| itsr_mnist_0v2_a0.05_s0 | rerun: precision not recorded" in table.stdout
+    assert "| ae_mnist_0v2_a0.05_s0 | rerun: no held-out slice" in table.stdout
+    assert "| aae_mnist_0v2_a0.05_s1 | unreadable metrics.json (JSONDecodeError)" in table.stdout
+    assert (
+        "`python -m itsr.run experiment=paper model=ae dataset=fmnist_boot alpha=0.05 seed=2 "
+        "trainer.precision=bf16-mixed scoring.holdout_fraction=0.1`" in table.stdout
+    )
+
+    specs = paper_grid("--runs", runs, "--format", "specs", "--order", "shortest", "--seeds", "0")
+    lines = specs.stdout.splitlines()
+    assert lines[0] == "aae_fmnist_tshirt_v_boot_a0.05_s0 aae fmnist_boot 0"  # the AAE's 1000 epochs first
+    assert lines[-1] == "ae_fmnist_tshirt_v_pullover_a0.05_s0 ae fmnist 0"  # the AE's 10000 last
+    assert len(lines) == 8 and "itsr_mnist_0v2_a0.05_s0 itsr mnist 0" in lines
+
+
+def test_a_wrong_runs_folder_or_seed_list_is_named(tmp_path) -> None:
+    missing = paper_grid("--runs", tmp_path / "nowhere")
+    assert missing.returncode == 2 and "is not a directory" in missing.stderr
+    bad = paper_grid("--runs", tmp_path, "--seeds", "0,x")
+    assert bad.returncode == 2 and "give integers separated by commas" in bad.stderr
+    assert "Traceback" not in missing.stderr + bad.stderr
