@@ -48,9 +48,6 @@ class NetworkRun:
 
     def fit(self, dm, run_dir: Path, logger, ckpt_path: str | None) -> None:
         cfg = self.cfg
-        slow_bf16 = bf16_cpu_warning(self.precision, str(cfg.trainer.accelerator), cpu_bf16_native())
-        if slow_bf16:
-            log.warning(slow_bf16)
         if cfg.data_on_device and cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available():
             dm.place_on("cuda")
         self.module = build_module(cfg, dm.input_dim)
@@ -68,6 +65,10 @@ class NetworkRun:
             logger=logger,
             default_root_dir=str(run_dir),
         )
+        # the device the Trainer resolved (accelerator=auto included) decides whether bf16 is emulated
+        slow_bf16 = bf16_cpu_warning(self.precision, trainer.strategy.root_device.type, cpu_bf16_native())
+        if slow_bf16:
+            log.warning(slow_bf16)
         with fit_stopped(run_dir):  # Lightning stops its loop on SIGTERM; this turns that into RunStopped
             trainer.fit(self.module, datamodule=dm, ckpt_path=ckpt_path)
         # Lightning's teardown moves the module back to the CPU after a GPU fit: score where it trained

@@ -32,6 +32,8 @@ KEYS_ADDED_LATER = {
     ("model", "refinement", "batch_fraction"): 0.1,  # refinement by="batch" (2026-12-03); unused by svm and score
     ("model", "callbacks", "refinement", "batch_fraction"): 0.1,
 }
+# where the code runs from a copy without .git, the commit that copy was made at (scripts/device-paper-grid.sh)
+CODE_COMMIT_ENV = "ITSR_CODE_COMMIT"
 LIBRARIES = ("torch", "pytorch-lightning", "numpy", "scikit-learn", "scipy", "pyod", "hydra-core")
 
 
@@ -49,6 +51,9 @@ def code_version(repo: Path = REPO_ROOT) -> dict:
             check=True,
         ).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
+        stated = os.environ.get(CODE_COMMIT_ENV)
+        if stated:  # a copy of the tree without .git (e.g. on a lent GPU): the commit it was copied from
+            return {"commit": stated, "dirty": None, "why": f"no git checkout here; the commit is {CODE_COMMIT_ENV}'s"}
         return {"commit": None, "dirty": None, "why": "not a git checkout, or git is not installed"}
     return {"commit": commit, "dirty": bool(changed), "changed_files": [line[3:] for line in changed][:50]}
 
@@ -74,14 +79,15 @@ def cpu_model() -> str:
 
 
 # x86 instructions that multiply bf16 natively; without them torch emulates bf16 matrix products on the CPU
-# (measured on an AVX2-only AMD EPYC: 2.3 against 75 GFLOP/s fp32, a bf16 epoch 11x slower; results/bench)
+# (measured on an AVX2-only AMD EPYC: 2.3 against 75 GFLOP/s fp32, a bf16 epoch 11-13x slower; results/bench)
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+CPUINFO = Path("/proc/cpuinfo")
 
 
-def cpu_flags() -> set[str] | None:
-    """The CPU's feature flags from /proc/cpuinfo; None where the file or its flags line is missing."""
+def cpu_flags(cpuinfo: Path = CPUINFO) -> set[str] | None:
+    """The CPU's feature flags (x86's first `flags` line); None where the file or that line is missing."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in cpuinfo.read_text().splitlines():
             if line.startswith("flags"):
                 return set(line.partition(":")[2].split())
     except OSError:
@@ -89,9 +95,9 @@ def cpu_flags() -> set[str] | None:
     return None
 
 
-def cpu_bf16_native(flags: set[str] | None = None) -> bool | None:
+def cpu_bf16_native(cpuinfo: Path = CPUINFO) -> bool | None:
     """Whether the CPU multiplies bf16 natively (None: unknown, e.g. no /proc/cpuinfo or not x86)."""
-    flags = cpu_flags() if flags is None else flags
+    flags = cpu_flags(cpuinfo)
     return None if flags is None else any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
@@ -102,9 +108,10 @@ def bf16_cpu_warning(precision: str, accelerator: str, native: bool | None) -> s
         return None
     return (
         f"trainer.precision={precision} on a CPU without native bf16 (none of {', '.join(BF16_CPU_FLAGS)} in "
-        "/proc/cpuinfo): torch emulates bf16 matrix products there, about 10x slower than fp32 "
-        "(`python -m itsr.bench` shows this machine's bf16 speedup); use trainer.precision=32-true on this "
-        "machine, or run where the CPU has them"
+        "/proc/cpuinfo): torch emulates bf16 matrix products there, many times slower than fp32 (11-13x "
+        "measured on an AVX2-only AMD EPYC; `python -m itsr.bench` measures this machine); use "
+        "trainer.precision=32-true on this machine, or run where the CPU has them (runs of a bf16 grid, "
+        "such as the paper grid's, belong on such a machine or a GPU)"
     )
 
 

@@ -10,7 +10,14 @@ import pytest
 from omegaconf import OmegaConf
 
 from itsr.atomic import write_json_atomic
-from itsr.provenance import CONFIG_FILE, bf16_cpu_warning, config_fingerprint, cpu_bf16_native
+from itsr.provenance import (
+    CONFIG_FILE,
+    bf16_cpu_warning,
+    code_version,
+    config_fingerprint,
+    cpu_bf16_native,
+    cpu_flags,
+)
 from itsr.report.markdown import render
 from itsr.report.runs import read_runs
 from itsr.run import train_and_evaluate
@@ -38,7 +45,7 @@ def check_recorded(run_dir, metrics: dict, cfg) -> None:
 @pytest.mark.skipif(not (REPO_ROOT / ".git").exists(), reason="needs the git checkout")
 def test_a_network_run_records_its_config_commit_versions_and_precision(tmp_path, monkeypatch, caplog) -> None:
     # as on an AVX2-only CPU: bf16 trains, emulated and slow, so the run warns and records it
-    monkeypatch.setattr("itsr.provenance.cpu_flags", lambda: {"avx2", "fma"})
+    monkeypatch.setattr("itsr.provenance.cpu_flags", lambda cpuinfo=None: {"avx2", "fma"})
     cfg = compose_cfg(
         [
             *tiny_overrides("itsr"),
@@ -151,12 +158,36 @@ def test_a_key_added_later_neither_splits_fingerprints_nor_blocks_a_resume() -> 
     assert config_differences(before, now) == ["model.refinement.batch_fraction: 0.1 in the checkpoint, 0.2 now"]
 
 
-def test_bf16_warns_only_on_a_cpu_that_would_emulate_it() -> None:
-    avx2 = {"avx2", "fma"}
-    assert cpu_bf16_native(avx2) is False
-    assert cpu_bf16_native(avx2 | {"avx512_bf16"}) and cpu_bf16_native(avx2 | {"amx_bf16"})  # AMD / Intel AMX
+def test_bf16_warns_only_on_a_cpu_that_would_emulate_it(tmp_path) -> None:
     assert "without native bf16" in bf16_cpu_warning("bf16-mixed", "cpu", False)
     assert bf16_cpu_warning("bf16-mixed", "cpu", True) is None
     assert bf16_cpu_warning("32-true", "cpu", False) is None
-    assert bf16_cpu_warning("bf16-mixed", "gpu", False) is None
+    assert bf16_cpu_warning("bf16-mixed", "cuda", False) is None
     assert bf16_cpu_warning("bf16-mixed", "cpu", None) is None  # flags unknown: no guess
+
+
+@pytest.mark.parametrize(
+    "text, flags, native",
+    [
+        ("model name\t: AMD EPYC\nflags\t\t: fpu avx2 fma\n\nflags\t: amx_bf16\n", {"fpu", "avx2", "fma"}, False),
+        ("flags\t: fpu avx2 avx512f avx512_bf16\n", {"fpu", "avx2", "avx512f", "avx512_bf16"}, True),  # AMD Zen 4
+        ("flags\t: fpu avx2 amx_bf16 amx_tile\n", {"fpu", "avx2", "amx_bf16", "amx_tile"}, True),  # Intel with AMX
+        ("processor\t: 0\nFeatures\t: fp asimd bf16\n", None, None),  # Arm: no x86 flags line, unknown
+    ],
+)
+def test_cpu_flags_come_from_the_first_flags_line(tmp_path, text, flags, native) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(text)
+    assert cpu_flags(cpuinfo) == flags and cpu_bf16_native(cpuinfo) is native
+
+
+def test_no_cpuinfo_means_unknown(tmp_path) -> None:
+    assert cpu_flags(tmp_path / "missing") is None and cpu_bf16_native(tmp_path / "missing") is None
+
+
+def test_a_copy_without_git_records_the_commit_it_was_made_at(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ITSR_CODE_COMMIT", "0123abc")
+    recorded = code_version(tmp_path)  # not a git checkout
+    assert recorded["commit"] == "0123abc" and recorded["dirty"] is None
+    monkeypatch.delenv("ITSR_CODE_COMMIT")
+    assert code_version(tmp_path)["commit"] is None
