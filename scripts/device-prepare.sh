@@ -3,12 +3,14 @@
 # scikit-learn and matplotlib but not hydra-core, omegaconf or their parser, and no network:
 #   .whl/      hydra-core, omegaconf, antlr4-python3-runtime at the versions of this .venv (pure Python;
 #              antlr4 4.9.3 exists only as a source archive, so it is built into a wheel here)
-#   .devdata/  data.tar.gz: MNIST and Fashion-MNIST as fetched by `make data` (about 37 MB of 64 MiB carried)
+#   .devdata/  data.tar.gz: MNIST and Fashion-MNIST as fetched by `make data` (42 MB), and commit: the
+#              HEAD the copy is made at (the copy has no .git; runs record it as their commit)
 # Both folders are git-ignored; run from the repository root after `make data`.
 # The device tool carries at most 64 MiB: the tracked tree (83 MB on 2026-12-03, 71 MB of it the committed
 # runs' per-sample score CSVs), untracked files and the carried folders. With --strip-scores the score CSVs
-# under results/ leave the working tree for the call (they stay committed: `git checkout -- results`
-# restores them afterwards; scripts/paper_grid.py reads only metrics.json). The script prints the size
+# under results/ leave the working tree for the call (about 52 MiB then travels); they stay committed, and
+# the command printed at the end restores exactly those files (scripts/paper_grid.py reads only
+# metrics.json). Commit before: a device call should run committed code. The script prints the size
 # that would travel.
 set -eu
 cd "$(dirname "$0")/.."
@@ -20,9 +22,12 @@ rm -rf .whl && mkdir -p .whl .devdata
 "$pip" download -q --no-deps --only-binary=:all: -d .whl "hydra-core==$(version hydra-core)" "omegaconf==$(version omegaconf)"
 "$pip" wheel -q --no-deps -w .whl "antlr4-python3-runtime==$(version antlr4-python3-runtime)"
 tar czf .devdata/data.tar.gz -C data mnist fmnist
+git rev-parse HEAD > .devdata/commit
+git diff --quiet HEAD -- itsr conf scripts || echo "device-prepare: itsr/, conf/ or scripts/ differ from HEAD; the runs will record HEAD: commit first" >&2
 if [ "${1:-}" = --strip-scores ]; then
     git ls-files -z results | grep -z -E '_scores\.csv$' | xargs -0 rm -f
-    echo "score CSVs removed from the working tree; after the device call: git checkout -- results"
+    echo "score CSVs removed from the working tree; after the device call restore them with:"
+    echo "    git ls-files -z --deleted results | xargs -0 -r git checkout --"
 fi
 .venv/bin/python - <<'PY'
 import subprocess

@@ -54,7 +54,8 @@ def why_wanted(run_dir: Path) -> str | None:
         return f"unreadable {METRICS_FILE} ({type(error).__name__})"
     if not isinstance(metrics, dict):
         return f"unreadable {METRICS_FILE} (not an object)"
-    precision = (metrics.get("provenance") or {}).get("precision")
+    provenance = metrics.get("provenance")
+    precision = provenance.get("precision") if isinstance(provenance, dict) else None
     if precision != GRID_PRECISION:
         recorded = precision or "not recorded (fp32, before provenance)"
         return f"rerun: precision {recorded}, the grid runs {GRID_PRECISION}"
@@ -95,15 +96,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"paper_grid: {args.runs} is not a directory; pass --runs results/paper/runs", file=sys.stderr)
         return 2
     try:
-        seeds = [int(s) for s in args.seeds.split(",")]
+        seeds = list(dict.fromkeys(int(s) for s in args.seeds.split(",")))  # a repeated seed: once
     except ValueError:
         print(f"paper_grid: --seeds {args.seeds!r}: give integers separated by commas, e.g. 0,1,2", file=sys.stderr)
         return 2
     wanted = todo(args.runs, args.alpha, seeds)
     if args.order == "shortest":
         wanted.sort(key=lambda w: (SHORTEST_FIRST[w[1]], w[2] != "mnist", w[3]))
-    if args.format == "specs":
-        print("\n".join(f"{name} {model} {dataset} {seed}" for name, model, dataset, seed, _ in wanted))
+    if args.format == "specs":  # nothing at all when nothing is left (a script's loop then runs nothing)
+        for name, model, dataset, seed, _ in wanted:
+            print(f"{name} {model} {dataset} {seed}")
         return 0
     total = len(FIG5_DATASETS) * len(FIG5_MODELS) * len(seeds)
     print(f"{total - len(wanted)} of {total} grid runs are in {args.runs}; {len(wanted)} to run:\n")

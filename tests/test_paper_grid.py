@@ -49,11 +49,26 @@ def test_the_grid_lists_missing_runs_and_reruns_those_in_another_precision_or_wi
         "trainer.precision=bf16-mixed scoring.holdout_fraction=0.1`" in table.stdout
     )
 
-    specs = paper_grid("--runs", runs, "--format", "specs", "--order", "shortest", "--seeds", "0")
+    specs = paper_grid("--runs", runs, "--format", "specs", "--order", "shortest", "--seeds", "1,0,1")
     lines = specs.stdout.splitlines()
-    assert lines[0] == "aae_fmnist_tshirt_v_boot_a0.05_s0 aae fmnist_boot 0"  # the AAE's 1000 epochs first
-    assert lines[-1] == "ae_fmnist_tshirt_v_pullover_a0.05_s0 ae fmnist 0"  # the AE's 10000 last
-    assert len(lines) == 8 and "itsr_mnist_0v2_a0.05_s0 itsr mnist 0" in lines
+    assert len(lines) == len(set(lines)) == 17  # seed 1 once: 9 runs, seed 0: 8
+    assert lines[0] == "aae_mnist_0v2_a0.05_s1 aae mnist 1"  # the AAE's 1000 epochs first, MNIST first
+    models = [line.split()[1] for line in lines]
+    assert models == sorted(models, key=["aae", "itsr", "ae"].index)  # then ITSR, then the AE
+    ae = [line.split()[2] for line in lines if line.split()[1] == "ae"]
+    assert ae[:2] == ["mnist", "mnist"] and "mnist" not in ae[2:]  # the AE's 4000 MNIST epochs before 10000
+
+
+def test_a_complete_grid_prints_no_specs(tmp_path) -> None:
+    runs = tmp_path / "runs"
+    for model in ("ae", "aae", "itsr"):
+        for setting in ("mnist_0v2", "fmnist_tshirt_v_boot", "fmnist_tshirt_v_pullover"):
+            grid_run(runs, f"{model}_{setting}_a0.05_s0", {"precision": "bf16-mixed"})
+    grid_run(runs, "aae_mnist_0v2_a0.05_s1", provenance="not a table")  # another file's shape: rerun, no traceback
+    done = paper_grid("--runs", runs, "--format", "specs", "--seeds", "0")
+    assert done.returncode == 0 and done.stdout == ""
+    one = paper_grid("--runs", runs, "--seeds", "1")
+    assert one.returncode == 0 and "| aae_mnist_0v2_a0.05_s1 | rerun: precision not recorded" in one.stdout
 
 
 def test_a_wrong_runs_folder_or_seed_list_is_named(tmp_path) -> None:

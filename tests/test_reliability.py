@@ -505,11 +505,16 @@ def test_the_report_lists_a_corrupt_failed_json_and_a_foreign_metrics_json_besid
     metrics["metrics_holdout"] = metrics["metrics"]
     metrics.pop("holdout", None)
     (holdout / "metrics.json").write_text(json.dumps(metrics))
+    thresholds = fake_run(tmp_path, "thresholds")  # calibrated thresholds in another file's shape
+    metrics = json.loads((thresholds / "metrics.json").read_text())
+    metrics.update(metrics_holdout=metrics["metrics"], holdout={"fraction": 0.1}, thresholds_holdout=[0.1])
+    (thresholds / "metrics.json").write_text(json.dumps(metrics))
     out = run_module("itsr.report", tmp_path, "--out", tmp_path / "r.md")
     assert out.returncode == 0, out.stderr
     no_traceback(out)
     text = (tmp_path / "r.md").read_text()
-    assert "1 finished runs; 4 skipped or failed" in text
+    assert "thresholds_holdout is [0.1], not a table of thresholds" in text
+    assert "1 finished runs; 5 skipped or failed" in text
     assert "failed.json unreadable (JSONDecodeError)" in text
     assert "a JSON list, not an object" in text and "is not a table of criteria" in text
     assert "metrics_holdout without a numeric holdout.fraction" in text

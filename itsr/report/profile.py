@@ -184,7 +184,7 @@ def rank_table(runs: list[Run], split: str) -> list[str]:
             ran = len(table.get((method, alpha), {}))
             won = wins[alpha].get(method, 0)
             partial |= 0 < ran < n_settings[alpha]
-            cells.append(str(won) if ran in (0, n_settings[alpha]) else f"{won} of {ran}")
+            cells.append("–" if ran == 0 else str(won) if ran == n_settings[alpha] else f"{won} of {ran}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     if partial:  # a count out of all pairs would read as losses on pairs the method never ran on
         note = '"k of n": the method ran on n of the pairs only and won k of them; elsewhere it did not compete.'

@@ -147,6 +147,9 @@ def _check_metrics_shape(metrics: dict) -> None:
     for key in ("metrics", "metrics_holdout"):
         if metrics.get(key) is not None:
             _check_table(metrics[key], key)
+    for key in ("thresholds", "thresholds_holdout"):
+        if metrics.get(key) is not None and not isinstance(metrics[key], dict):
+            raise TypeError(f"{key} is {metrics[key]!r}, not a table of thresholds")
     if metrics.get("metrics_holdout"):
         holdout = metrics.get("holdout")
         fraction = holdout.get("fraction") if isinstance(holdout, dict) else None
