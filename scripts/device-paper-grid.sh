@@ -18,8 +18,8 @@
 # and logs/ (every run's log tail); summary.txt (each run's exit status and wall time), bench.json,
 # nvidia-smi.txt.
 # A local try of the orchestration without a GPU (tiny epochs, a fake results folder):
-#     OUT=/tmp/out PYTHON=.venv/bin/python TRAINER=default JOBS=2 ITSR_DATA_DIR=data RUNS=/tmp/fake-runs \
-#         WORK=/tmp/device-work EXTRA="dataset.epochs.aae=2 ..." bash scripts/device-paper-grid.sh 120
+#     OUT=/tmp/out PYTHON=.venv/bin/python TRAINER=default PRECISION=32-true JOBS=2 ITSR_DATA_DIR=data \
+#         RUNS=/tmp/fake-runs WORK=/tmp/device-work EXTRA="dataset.epochs.aae=2 ..." bash scripts/device-paper-grid.sh 120
 set -u
 deadline=${1:-500}
 bench_s=${2:-0}
@@ -35,6 +35,7 @@ work=$(absolute "${WORK:-outputs/device}")
 python=${PYTHON:-python3}
 case $python in */*) python=$(absolute "$python") ;; esac
 trainer=${TRAINER:-gpu}
+precision=${PRECISION:-bf16-mixed}  # the grid's (scripts/paper_grid.py); a local try on a CPU without bf16: 32-true
 jobs=${JOBS:-$(nproc)}
 cd "$(dirname "$0")/.." || exit 2
 mkdir -p "$out" "$work"
@@ -59,8 +60,9 @@ summary=$out/summary.txt
 "$python" -c "import hydra, omegaconf, torch, pytorch_lightning, itsr.run; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" \
     > "$out/preflight.log" 2>&1 \
     && timeout -k 20 -s TERM 180 "$python" -m itsr.run experiment=quick model=itsr trainer="$trainer" \
-        trainer.precision=bf16-mixed threads=1 dataset.epochs.itsr_pretrain=1 dataset.epochs.itsr_round=1 \
-        dataset.epochs.itsr_retrain=1 hydra.run.dir="$work/preflight" >> "$out/preflight.log" 2>&1
+        trainer.precision="$precision" threads=1 dataset.epochs.itsr_pretrain=1 dataset.epochs.itsr_round=1 \
+        dataset.epochs.itsr_retrain=1 model.refinement.rounds=1 hydra.run.dir="$work/preflight" \
+        >> "$out/preflight.log" 2>&1
 status=$?
 echo "preflight: exit $status after $(( $(date +%s) - start )) s" >> "$summary"
 if [ $status -ne 0 ]; then cat "$summary"; tail -n 30 "$out/preflight.log"; exit 1; fi
@@ -80,12 +82,12 @@ run_one() {  # name model dataset seed: one run, stopped by SIGTERM at the deadl
     if [ "$left" -le 30 ]; then echo "$name not started (deadline)"; return; fi
     local t0=$(date +%s)
     timeout -k 20 -s TERM "$left" "$python" -m itsr.run experiment=paper model="$model" dataset="$dataset" \
-        alpha=0.05 seed="$seed" trainer="$trainer" trainer.precision=bf16-mixed scoring.holdout_fraction=0.1 \
+        alpha=0.05 seed="$seed" trainer="$trainer" trainer.precision="$precision" scoring.holdout_fraction=0.1 \
         threads=1 hydra.run.dir="$work/$name" $EXTRA > "$work/$name.log" 2>&1
     echo "$name exit $? after $(( $(date +%s) - t0 )) s"
 }
 export -f run_one
-export deadline start python trainer work EXTRA=${EXTRA:-}
+export deadline start python trainer precision work EXTRA=${EXTRA:-}
 xargs -r -P "$jobs" -L 1 bash -c 'run_one "$@"' _ < "$work/todo.txt" >> "$summary"
 
 pack=$(mktemp -d)
