@@ -68,31 +68,31 @@ def library_versions() -> dict:
     return versions
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 # x86 instructions that multiply bf16 natively; without them torch emulates bf16 matrix products on the CPU
 # (measured on an AVX2-only AMD EPYC: 2.3 against 75 GFLOP/s fp32, a bf16 epoch 11-13x slower; results/bench)
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 CPUINFO = Path("/proc/cpuinfo")
 
 
-def cpu_flags(cpuinfo: Path = CPUINFO) -> set[str] | None:
-    """The CPU's feature flags (x86's first `flags` line); None where the file or that line is missing."""
+def cpuinfo_value(key: str, cpuinfo: Path = CPUINFO) -> str | None:
+    """The value of the first `key : value` line of /proc/cpuinfo; None where the file or the line is missing."""
     try:
         for line in cpuinfo.read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.partition(":")[2].split())
+            if line.startswith(key):
+                return line.partition(":")[2].strip()
     except OSError:
         pass
     return None
+
+
+def cpu_model() -> str:
+    return cpuinfo_value("model name") or platform.processor() or platform.machine()
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> set[str] | None:
+    """The CPU's feature flags (x86's first `flags` line); None where the file or that line is missing."""
+    value = cpuinfo_value("flags", cpuinfo)
+    return None if value is None else set(value.split())
 
 
 def cpu_bf16_native(cpuinfo: Path = CPUINFO) -> bool | None:

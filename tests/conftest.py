@@ -31,6 +31,12 @@ def run_itsr(*arguments: str, timeout: float = 600, env: dict | None = None) -> 
     return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def run_script(script: str, *arguments, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`python scripts/SCRIPT ARGUMENTS` from the repository root, as a user runs it."""
+    cmd = [sys.executable, f"scripts/{script}", *map(str, arguments)]
+    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+
+
 def tiny_overrides(model: str, hidden: int = 32) -> list[str]:
     """Small hidden layers: the same code paths as the paper's networks at a fraction of the cost."""
     out = [f"model={model}", f"model.module.hidden=[{hidden},{hidden}]", "threads=1"]

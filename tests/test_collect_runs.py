@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_script
 
 
-def collect(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "scripts/collect_runs.py", *map(str, args)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def collect(*arguments) -> subprocess.CompletedProcess:
+    return run_script("collect_runs.py", *arguments)
 
 
 def make_run(path, metrics='{"seed": 0}', finished=True):

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_script
 
 
 def paper_grid(*arguments) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "scripts/paper_grid.py", *map(str, arguments)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_script("paper_grid.py", *arguments)
 
 
 def grid_run(runs, name, provenance=None, holdout=True) -> None:
