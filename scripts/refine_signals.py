@@ -15,6 +15,10 @@ against "hurt", over all runs and per base detector, and the best a threshold on
 (refine only where the signal clears it), with the threshold chosen knowing the outcomes: an upper bound
 for any guard built on that signal. Runs whose base trained for other epochs (the networks' plain AE) are
 left out: their training scores differ for another reason.
+
+`--merge signals.csv` keeps the rows of an earlier run of this script for the runs the given directories
+do not hold (the score files are not committed, so a grown profile adds its new runs to the committed
+rows instead of needing every run directory again); a run found in both is recomputed.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ GAIN_KEYS = ("observed", "unobserved", "always_observed", "always_unobserved")
 SCORES_FILE = "train_scores.csv"
 
 
+ROW_TEXT = ("run", "method", "base", "setting")  # signals.csv's columns that stay text; seed is an int, the rest floats
 SCORE_COLUMNS = ("score", "rec_error")  # a peer's PyOD score; a network's reconstruction error
 
 
@@ -96,6 +101,44 @@ def signal_rows(roots: list[Path]) -> tuple[list[dict], list[str]]:
             }
         )
     return rows, skipped
+
+
+def row_key(row: dict) -> tuple:
+    """What identifies a refined run across machines and folders: method, setting, alpha, seed."""
+    return (row["method"], row["setting"], float(row["alpha"]), int(row["seed"]))
+
+
+def typed(column: str, text: str | None):
+    """One signals.csv cell as `signal_rows` makes it: text, the seed an int, any other a float (empty: NaN)."""
+    if column in ROW_TEXT:
+        return text
+    if column == "seed":
+        return int(text)
+    return float(text) if text else math.nan
+
+
+def read_signal_rows(path: Path) -> list[dict]:
+    """The rows of an earlier signals.csv, typed as `signal_rows` makes them; ValueError names what is wrong."""
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        expected = set(ROW_TEXT) | {"alpha", "seed", "precision", "gain_observed", "gain_unobserved", *SIGNALS}
+        missing = sorted(expected - set(reader.fieldnames or ()))
+        if missing:
+            raise ValueError(f"{path} is not a signals.csv of this script: it lacks the columns {', '.join(missing)}")
+        rows = []
+        for line, raw in enumerate(reader, start=2):
+            try:
+                row = {column: typed(column, text) for column, text in raw.items()}
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{path} line {line}: {exc}") from None
+            rows.append(row)
+    return rows
+
+
+def merge_rows(new: list[dict], earlier: list[dict]) -> list[dict]:
+    """`new` plus the earlier rows of runs it does not hold, in a stable order."""
+    fresh = {row_key(r) for r in new}
+    return sorted(new + [r for r in earlier if row_key(r) not in fresh], key=lambda r: (r["base"],) + row_key(r))
 
 
 def separation(rows: list[dict], signal: str) -> tuple[float, int, int]:
@@ -217,11 +260,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dirs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, required=True, help="the markdown report")
     parser.add_argument("--csv", type=Path, help="also one row per refined run, with its signals")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        metavar="CSV",
+        help="an earlier --csv output: keep its rows for runs the directories do not hold (may be the --csv file)",
+    )
     args = parser.parse_args(argv)
     missing = [d for d in args.dirs if not d.is_dir()]
     if missing:
         parser.error(f"no such directory: {', '.join(map(str, missing))}")
-    rows, skipped = signal_rows(args.dirs)
+    earlier = []
+    if args.merge:
+        if not args.merge.is_file():
+            parser.error(f"--merge {args.merge}: no such file; give the signals.csv an earlier run wrote with --csv")
+        try:
+            earlier = read_signal_rows(args.merge)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            parser.error(f"--merge {args.merge}: {exc}")
+    found, skipped = signal_rows(args.dirs)
+    rows = merge_rows(found, earlier)
     if not rows:
         parser.error(f"no refined run with its plain base and {SCORES_FILE} under {', '.join(map(str, args.dirs))}")
     command = "python scripts/refine_signals.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -231,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    print(f"wrote {args.out} ({len(rows)} paired runs)")
+    kept = f", {len(rows) - len(found)} of them kept from {args.merge}" if args.merge else ""
+    print(f"wrote {args.out} ({len(rows)} paired runs{kept})")
     return 0
 
 

@@ -161,27 +161,37 @@ def test_candidate_lift_rises_when_the_left_out_samples_look_stranger_to_the_ref
     assert rank_stability(base, reversed_, candidates) == -1.0
 
 
+def scores_file(run_dir, scores, candidates=None) -> None:
+    lines = ["label,anomaly,score" + (",candidate" if candidates is not None else "")]
+    for i, s in enumerate(scores):
+        lines.append(f"0,0,{s}" + (f",{int(candidates[i])}" if candidates is not None else ""))
+    (run_dir / "train_scores.csv").write_text("\n".join(lines) + "\n")
+
+
+def knn_pair(root, setting, base_bacc, refined_bacc, shift, rng) -> None:
+    """A plain KNN run and its refined partner at 10%, with training scores: A (the first 20 of 200) moved
+    `shift` standard deviations up under the refitted detector."""
+    candidates = np.zeros(200, dtype=bool)
+    candidates[:20] = True
+    peer_run(root, "knn", setting, 0.1, base_bacc, 0.8)
+    peer_run(root, "knn+itsr-score", setting, 0.1, refined_bacc, 0.8, precision=0.5)
+    base = rng.normal(size=200)
+    refined = base.copy()
+    refined[:20] += shift
+    scores_file(root / f"knn_{setting}_0.1_0", base)
+    scores_file(root / f"knn+itsr-score_{setting}_0.1_0", refined, candidates)
+
+
+HELPED = ("mnist_1v7", 0.70, 0.80, 3.0)  # A left out and then scored far above the rest: BACC +0.10
+HURT = ("mnist_3v5", 0.60, 0.55, 0.0)  # A scored as before: BACC -0.05
+
+
 def test_refine_signals_pairs_refined_runs_with_their_base_and_judges_each_signal(tmp_path) -> None:
     """Two refined KNN runs: where A was left out and then scored far above the rest, refinement helped; where
     A was scored as before, it hurt. The lift separates them (AUROC 1), and its best guard refines only the first."""
     rng = np.random.default_rng(1)
-
-    def scores_file(run_dir, scores, candidates=None):
-        lines = ["label,anomaly,score" + (",candidate" if candidates is not None else "")]
-        for i, s in enumerate(scores):
-            lines.append(f"0,0,{s}" + (f",{int(candidates[i])}" if candidates is not None else ""))
-        (run_dir / "train_scores.csv").write_text("\n".join(lines) + "\n")
-
-    candidates = np.zeros(200, dtype=bool)
-    candidates[:20] = True
-    for setting, base_bacc, refined_bacc, shift in (("mnist_1v7", 0.70, 0.80, 3.0), ("mnist_3v5", 0.60, 0.55, 0.0)):
-        peer_run(tmp_path, "knn", setting, 0.1, base_bacc, 0.8)
-        peer_run(tmp_path, "knn+itsr-score", setting, 0.1, refined_bacc, 0.8, precision=0.5)
-        base = rng.normal(size=200)
-        refined = base.copy()
-        refined[:20] += shift
-        scores_file(tmp_path / f"knn_{setting}_0.1_0", base)
-        scores_file(tmp_path / f"knn+itsr-score_{setting}_0.1_0", refined, candidates)
+    for pair in (HELPED, HURT):
+        knn_pair(tmp_path, *pair, rng)
     peer_run(tmp_path, "iforest", "mnist_1v7", 0.1, 0.7, 0.8)  # no refined partner: not paired
     text = refine_signals(tmp_path)
     assert "2 refined runs paired with their plain base (knn)" in text and "(1 runs)" in text
@@ -200,6 +210,39 @@ def test_refine_signals_pairs_refined_runs_with_their_base_and_judges_each_signa
     )
     assert done.returncode == 2 and "no refined run with its plain base" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def run_signals(*args):
+    return subprocess.run(
+        [sys.executable, "scripts/refine_signals.py", *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+
+
+def test_refine_signals_merges_an_earlier_csv_so_a_grown_profile_needs_only_its_new_run_directories(tmp_path) -> None:
+    """The helped run's signals come from an earlier signals.csv, the hurt run's from its directory: together
+    they separate as in one pass; a run in both is recomputed, not counted twice; a bad --merge file is an
+    error that names it."""
+    rng = np.random.default_rng(1)
+    first, second = tmp_path / "first", tmp_path / "second"
+    knn_pair(first, *HELPED, rng)
+    knn_pair(second, *HURT, rng)
+    assert run_signals(first, "--out", tmp_path / "a.md", "--csv", tmp_path / "a.csv").returncode == 0
+    merged = run_signals(second, "--out", tmp_path / "b.md", "--csv", tmp_path / "b.csv", "--merge", tmp_path / "a.csv")
+    assert merged.returncode == 0, merged.stderr
+    assert "2 paired runs, 1 of them kept from" in merged.stdout
+    text = (tmp_path / "b.md").read_text()
+    assert "2 refined runs paired with their plain base (knn)" in text and "(1 runs)" in text
+    assert "| candidate_lift | 1.000 (1 / 1) | 1.000 (1 / 1) |" in text
+    # the merged csv, merged again with the helped run's directory: that run recomputed, still 2 rows
+    again = run_signals(first, "--out", tmp_path / "c.md", "--csv", tmp_path / "b.csv", "--merge", tmp_path / "b.csv")
+    assert again.returncode == 0 and "2 paired runs, 1 of them kept from" in again.stdout
+    assert len((tmp_path / "b.csv").read_text().splitlines()) == 3
+    bad = tmp_path / "bad.csv"
+    bad.write_text("run,method\nx,knn\n")
+    for merge, says in ((bad, "lacks the columns"), (tmp_path / "none.csv", "no such file")):
+        done = run_signals(second, "--out", tmp_path / "d.md", "--merge", merge)
+        assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "d.md").exists()
 
 
 def test_the_profile_gains_a_refined_network_over_its_base_at_equal_epochs(tmp_path) -> None:
