@@ -33,6 +33,7 @@ bench: data
 
 lint: $(STAMP)
 	$(BIN)/ruff check itsr tests scripts
+	$(BIN)/ruff format --check itsr tests scripts
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

@@ -257,10 +257,12 @@ def profile_curves(runs, out_dir: Path) -> list[str]:
                 continue
             xs = [alphas[i] for i in keep]
             mean = [values[i].mean() for i in keep]
-            line = ax.plot(xs, mean, marker="o", linestyle="--" if "+" in method or method == "itsr" else "-",
-                           label=method)[0]
-            ax.fill_between(xs, [values[i].min() for i in keep], [values[i].max() for i in keep],
-                            color=line.get_color(), alpha=0.12)
+            line = ax.plot(
+                xs, mean, marker="o", linestyle="--" if "+" in method or method == "itsr" else "-", label=method
+            )[0]
+            ax.fill_between(
+                xs, [values[i].min() for i in keep], [values[i].max() for i in keep], color=line.get_color(), alpha=0.12
+            )
         ax.set_xlabel("contamination α")
         ax.set_ylabel(f"{metric.upper()}, observed split")
         ax.grid(alpha=0.3)
