@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from itsr.bf16_matmul import CHOICES as CPU_BF16_MATMUL_CHOICES
 from itsr.build import build_callbacks, build_datamodule, is_peer_config, module_class, schedule_epochs
 from itsr.errors import ConfigError, OptionError, check_choice, check_positive_int
 from itsr.evaluation import THRESHOLD_POPULATIONS
@@ -37,6 +38,10 @@ def validate(cfg: DictConfig) -> None:
     for key in ("flush_denormal", "data_on_device"):
         if not isinstance(cfg[key], bool):
             raise ConfigError(f"{key} must be true or false, got {cfg[key]!r}")
+    try:
+        check_choice("cpu_bf16_matmul", cfg.cpu_bf16_matmul, CPU_BF16_MATMUL_CHOICES)
+    except OptionError as error:
+        raise ConfigError(str(error)) from error
     try:
         for key in ("rec_percentile", "lik_percentile"):
             check_percentile(key, cfg.scoring[key])

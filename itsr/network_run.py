@@ -13,13 +13,14 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from itsr.bf16_matmul import bf16_matmuls, route, slow_route_warning
 from itsr.build import build_callbacks, build_module, schedule_epochs
 from itsr.evaluation import error_by_group
 from itsr.figures import write_run_figures
 from itsr.hooks import participants
 from itsr.model_file import MODEL_FILE, save_model
 from itsr.progress import RunProgress
-from itsr.provenance import bf16_cpu_warning, cpu_bf16_native
+from itsr.provenance import cpu_bf16_native
 from itsr.results import callback_score_columns, run_identity
 from itsr.runtime import AtomicCheckpointIO, RecordConfig, check_resume, fit_stopped, resolve_ckpt_path, slurm_plugins
 
@@ -38,6 +39,7 @@ class NetworkRun:
         self.max_epochs = schedule_epochs(self.callbacks, cfg.model.max_epochs)
         self.precision = str(cfg.trainer.precision)
         self.device = "cpu"
+        self.bf16_matmul = None  # how bf16 matrix products ran on the CPU (itsr.bf16_matmul.route), once fit
         self.module = None
 
     def checkpoint(self, run_dir: Path, config: dict) -> str | None:
@@ -65,11 +67,14 @@ class NetworkRun:
             logger=logger,
             default_root_dir=str(run_dir),
         )
-        # the device the Trainer resolved (accelerator=auto included) decides whether bf16 is emulated
-        slow_bf16 = bf16_cpu_warning(self.precision, trainer.strategy.root_device.type, cpu_bf16_native())
-        if slow_bf16:
-            log.warning(slow_bf16)
-        with fit_stopped(run_dir):  # Lightning stops its loop on SIGTERM; this turns that into RunStopped
+        # the device the Trainer resolved (accelerator=auto included) decides how bf16 products run
+        native = cpu_bf16_native()
+        self.bf16_matmul = route(cfg.cpu_bf16_matmul, self.precision, trainer.strategy.root_device.type, native)
+        slow = slow_route_warning(self.bf16_matmul, native)
+        if slow:
+            log.warning(slow)
+        # Lightning stops its loop on SIGTERM; fit_stopped turns that into RunStopped
+        with fit_stopped(run_dir), bf16_matmuls(self.bf16_matmul):
             trainer.fit(self.module, datamodule=dm, ckpt_path=ckpt_path)
         # Lightning's teardown moves the module back to the CPU after a GPU fit: score where it trained
         device = trainer.strategy.root_device
@@ -108,5 +113,7 @@ class NetworkRun:
         write_run_figures(run_dir, self.cfg, result, dm)
 
     def add_results(self, metrics: dict, run_dir: Path) -> None:
+        if self.bf16_matmul is not None:
+            metrics["provenance"]["bf16_matmul"] = self.bf16_matmul
         for callback in participants(self.callbacks):  # ITSR's refinement adds its rounds and retraining figures
             callback.add_results(metrics, run_dir)

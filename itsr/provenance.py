@@ -21,7 +21,17 @@ CONFIG_FILE = "config.yaml"  # the run's full resolved config, beside metrics.js
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Config keys that say where or how fast a run goes, or which run of a group it is, never what it computes:
 # left out of the fingerprint so that the seeds of one cell, or the same cell on two machines, share it.
-NOT_IN_FINGERPRINT = ("seed", "data_dir", "download", "threads", "progress", "checkpoint", "ckpt_path", "logger")
+NOT_IN_FINGERPRINT = (
+    "seed",
+    "data_dir",
+    "download",
+    "threads",
+    "cpu_bf16_matmul",  # which kernels multiply bf16: the same products up to fp32 summation order (bf16_matmul.py)
+    "progress",
+    "checkpoint",
+    "ckpt_path",
+    "logger",
+)
 # the places the configs copy the run's seed into (`${seed}`): left out with it, or every seed of a cell
 # would get its own fingerprint and the report would flag each multi-seed group as mixed
 SEED_COPIES = (("dataset", "datamodule", "seed"), ("model", "detector", "random_state"))
@@ -69,7 +79,8 @@ def library_versions() -> dict:
 
 
 # x86 instructions that multiply bf16 natively; without them torch emulates bf16 matrix products on the CPU
-# (measured on an AVX2-only AMD EPYC: 2.3 against 75 GFLOP/s fp32, a bf16 epoch 11-13x slower; results/bench)
+# (measured on an AVX2-only AMD EPYC: 2.3 against 75 GFLOP/s fp32, a bf16 epoch 11-13x slower; results/bench),
+# and itsr.bf16_matmul routes them through fp32 GEMMs instead
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -99,20 +110,6 @@ def cpu_bf16_native(cpuinfo: Path = CPUINFO) -> bool | None:
     """Whether the CPU multiplies bf16 natively (None: unknown, e.g. no /proc/cpuinfo or not x86)."""
     flags = cpu_flags(cpuinfo)
     return None if flags is None else any(flag in flags for flag in BF16_CPU_FLAGS)
-
-
-def bf16_cpu_warning(precision: str, accelerator: str, native: bool | None) -> str | None:
-    """A warning for bf16 training on a CPU that lacks native bf16 (`native`: cpu_bf16_native()): correct,
-    but many times slower than fp32."""
-    if not precision.startswith("bf16") or accelerator != "cpu" or native is not False:
-        return None
-    return (
-        f"trainer.precision={precision} on a CPU without native bf16 (none of {', '.join(BF16_CPU_FLAGS)} in "
-        "/proc/cpuinfo): torch emulates bf16 matrix products there, many times slower than fp32 (11-13x "
-        "measured on an AVX2-only AMD EPYC; `python -m itsr.bench` measures this machine); use "
-        "trainer.precision=32-true on this machine, or run where the CPU has them (runs of a bf16 grid, "
-        "such as the paper grid's, belong on such a machine or a GPU)"
-    )
 
 
 def hardware(device: str) -> dict:

@@ -48,6 +48,7 @@ EXIT_STOPPED = 128 + signal.SIGTERM  # the shell's status for "terminated by SIG
 RESUME_MAY_CHANGE = (
     "threads",
     "flush_denormal",  # changes only values below float32's smallest normal, as threads changes summation order
+    "cpu_bf16_matmul",  # changes only fp32 summation order inside bf16 matrix products (a resume on another CPU)
     "ckpt_path",
     "data_dir",
     "download",

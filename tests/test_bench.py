@@ -62,10 +62,12 @@ def test_repeats_that_disagree_name_the_dtype_and_the_spread() -> None:
 
 
 @pytest.mark.skipif(not (DATA_DIR / "mnist").exists(), reason="needs the MNIST cache (python -m itsr.data fetch)")
-def test_a_tiny_benchmark_writes_every_key(tmp_path, capsys) -> None:
-    """One timed epoch on 256 images, no parallel jobs, no SVM scaling: the keys, not the speed."""
+def test_a_tiny_benchmark_writes_every_key(tmp_path, capsys, monkeypatch) -> None:
+    """One timed epoch on 256 images, no parallel jobs, no SVM scaling: the keys, not the speed. As on a CPU
+    without native bf16 (on any CPU): bf16 runs on the fp32-GEMM route, and torch's own kernels are timed too."""
     from itsr.bench.__main__ import main
 
+    monkeypatch.setattr("itsr.bench.__main__.cpu_bf16_native", lambda: False)
     out = tmp_path / "bench.json"
     args = ["--epochs", "1", "--repeats", "1", "--threads", "1", "--n-train", "256", "--parallel-jobs", "0"]
     main([*args, "--skip-svm-scaling", "--data-dir", str(DATA_DIR), "--out", str(out)])
@@ -73,8 +75,10 @@ def test_a_tiny_benchmark_writes_every_key(tmp_path, capsys) -> None:
     assert result["n_train"] == 256
     for key in ("matmul_gflops", "matmul_gflops_bf16", "matmul_spread", "warnings"):
         assert key in result
-    # a burst before every epoch, warm-up included: 2 models x 2 paths x 2 precisions x 2 epochs
-    assert len(result["matmul_samples_gflops"]["fp32"]) == len(result["matmul_samples_gflops"]["bf16"]) == 16
+    # a burst before every epoch, warm-up included: 2 models x (2 paths x 2 precisions + torch's bf16 kernels)
+    # x 2 epochs
+    assert len(result["matmul_samples_gflops"]["fp32"]) == len(result["matmul_samples_gflops"]["bf16"]) == 20
+    assert result["bf16_matmul"] == "fp32-gemm"
     for kind in ("ae", "aae"):
         m = result["models"][kind]
         for key in ("s_per_epoch", "s_per_epoch_plain", "s_per_epoch_bound", "ratio_vs_plain", "ratio_vs_bound"):
@@ -89,6 +93,9 @@ def test_a_tiny_benchmark_writes_every_key(tmp_path, capsys) -> None:
                 m[f"s_per_epoch{suffix}"] / m[f"s_per_epoch_honest_bound{suffix}"], rel=2e-2
             )
         assert m["s_per_epoch_memory_bound_bf16"] > m["s_per_epoch_memory_bound"]  # the casts stream more
+        assert m["bf16_route_speedup"] == pytest.approx(
+            m["s_per_epoch_bf16_torch_kernels"] / m["s_per_epoch_bf16"], rel=2e-2
+        )
     assert [d["model"] for d in result["denormal"]] == ["ae", "aae"]
     for d in result["denormal"]:
         assert d["adam_step_ms_kept"] > 0 and d["adam_step_ms_flushed"] > 0
@@ -100,5 +107,5 @@ def test_a_tiny_benchmark_writes_every_key(tmp_path, capsys) -> None:
         )
     printed = capsys.readouterr().out
     assert "bf16 speedup" in printed and "denormal" in printed and "honest bound" in printed
-    assert "k runs in one process" in printed
+    assert "k runs in one process" in printed and "bf16 products through fp32 GEMMs" in printed
     assert result["stream_gbytes_per_s"] > 0

@@ -71,6 +71,7 @@ def test_named_settings_and_overridable_classes() -> None:
         ("dataset.name=cifar", "dataset.name must be one of"),
         ("batch_size=0", "batch_size must be a positive integer"),
         ("flush_denormal=maybe", "flush_denormal must be true or false, got 'maybe'"),
+        ("cpu_bf16_matmul=fast", "cpu_bf16_matmul must be one of"),
         ("data_on_device=1", "data_on_device must be true or false, got 1"),
         ("model=ae model.max_epochs=0", "model.max_epochs must be a positive integer"),
         ("model.refinement.rounds=0", "model.refinement.rounds must be a positive integer"),

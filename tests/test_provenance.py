@@ -12,7 +12,6 @@ from omegaconf import OmegaConf
 from itsr.atomic import write_json_atomic
 from itsr.provenance import (
     CONFIG_FILE,
-    bf16_cpu_warning,
     code_version,
     config_fingerprint,
     cpu_bf16_native,
@@ -21,6 +20,7 @@ from itsr.provenance import (
 from itsr.report.markdown import render
 from itsr.report.runs import read_runs
 from itsr.run import train_and_evaluate
+from itsr.runtime import config_differences
 from tests.conftest import REPO_ROOT, compose_cfg, tiny_overrides
 from tests.test_report import fake_run
 
@@ -44,7 +44,7 @@ def check_recorded(run_dir, metrics: dict, cfg) -> None:
 
 @pytest.mark.skipif(not (REPO_ROOT / ".git").exists(), reason="needs the git checkout")
 def test_a_network_run_records_its_config_commit_versions_and_precision(tmp_path, monkeypatch, caplog) -> None:
-    # as on an AVX2-only CPU: bf16 trains, emulated and slow, so the run warns and records it
+    # as on an AVX2-only CPU: bf16's products go through fp32 GEMMs (no slow emulation, no warning), recorded
     monkeypatch.setattr("itsr.provenance.cpu_flags", lambda cpuinfo=None: {"avx2", "fma"})
     cfg = compose_cfg(
         [
@@ -61,7 +61,8 @@ def test_a_network_run_records_its_config_commit_versions_and_precision(tmp_path
     check_recorded(tmp_path, metrics, cfg)
     assert metrics["provenance"]["precision"] == "bf16-mixed"
     assert metrics["provenance"]["hardware"]["cpu_bf16_native"] is False
-    assert "without native bf16" in caplog.text and "trainer.precision=32-true" in caplog.text
+    assert metrics["provenance"]["bf16_matmul"] == "fp32-gemm"
+    assert "without native bf16" not in caplog.text
     saved = OmegaConf.load(tmp_path / CONFIG_FILE)
     assert saved.model.refinement.rounds == 1 and saved.model.module.hidden == [32, 32]
 
@@ -72,11 +73,16 @@ def test_a_peer_run_records_the_same(tmp_path) -> None:
     metrics = train_and_evaluate(cfg, tmp_path)
     check_recorded(tmp_path, metrics, cfg)
     assert metrics["provenance"]["precision"] == "pyod-default"
+    assert "bf16_matmul" not in metrics["provenance"]  # no bf16 products to route
 
 
 def test_the_fingerprint_ignores_seeds_and_paths_but_not_a_method_setting() -> None:
     base = OmegaConf.to_container(compose_cfg(["model=itsr"]), resolve=True)
     assert config_fingerprint({**base, "seed": 7, "data_dir": "/elsewhere", "threads": 2}) == config_fingerprint(base)
+    # which kernels multiply bf16 (the same products), and a config from before that key existed
+    assert config_fingerprint({**base, "cpu_bf16_matmul": "native"}) == config_fingerprint(base)
+    before_key = {k: v for k, v in base.items() if k != "cpu_bf16_matmul"}
+    assert config_fingerprint(before_key) == config_fingerprint(base) and config_differences(before_key, base) == []
     for model in ("itsr", "iforest"):  # composed with another seed: the configs' copies of it (`${seed}`) too
         first, other = (
             OmegaConf.to_container(compose_cfg([f"model={model}", f"seed={seed}"]), resolve=True) for seed in (0, 7)
@@ -141,8 +147,6 @@ def test_the_report_fingerprints_a_saved_config_by_todays_rules(tmp_path) -> Non
 def test_a_key_added_later_neither_splits_fingerprints_nor_blocks_a_resume() -> None:
     """model.refinement.batch_fraction came with by=batch: a config saved before it (an ITSR checkpoint, a
     committed run) reads as having the value in effect then, 0.1; another value is a real difference."""
-    from itsr.runtime import config_differences
-
     before = {"seed": 0, "model": {"refinement": {"by": "svm", "nu": 0.02}, "callbacks": {"refinement": {"nu": 0.02}}}}
     now = {
         "seed": 0,
@@ -156,14 +160,6 @@ def test_a_key_added_later_neither_splits_fingerprints_nor_blocks_a_resume() -> 
     now["model"]["refinement"]["batch_fraction"] = 0.2
     assert config_fingerprint(before) != config_fingerprint(now)
     assert config_differences(before, now) == ["model.refinement.batch_fraction: 0.1 in the checkpoint, 0.2 now"]
-
-
-def test_bf16_warns_only_on_a_cpu_that_would_emulate_it(tmp_path) -> None:
-    assert "without native bf16" in bf16_cpu_warning("bf16-mixed", "cpu", False)
-    assert bf16_cpu_warning("bf16-mixed", "cpu", True) is None
-    assert bf16_cpu_warning("32-true", "cpu", False) is None
-    assert bf16_cpu_warning("bf16-mixed", "cuda", False) is None
-    assert bf16_cpu_warning("bf16-mixed", "cpu", None) is None  # flags unknown: no guess
 
 
 @pytest.mark.parametrize(

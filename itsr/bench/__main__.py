@@ -37,9 +37,11 @@ from itsr.bench.matmul import SPREAD_LIMIT, RateProbe, epoch_flops, rate_spread,
 from itsr.bench.memory import itsr_memory
 from itsr.bench.stream import epoch_bytes, stream_bytes_per_s
 from itsr.bench.svm import refinement_round_s, svm_scaling
+from itsr.bf16_matmul import NATIVE, VIA_FP32, route
 from itsr.cli import program_name
 from itsr.data.fetch import default_data_dir
 from itsr.library_warnings import silence_third_party_noise
+from itsr.provenance import cpu_bf16_native
 
 DEFAULT_OUT = Path("results/bench/latest.json")
 PAPER_SCHEDULES = {  # epochs, Sec. 5
@@ -54,22 +56,30 @@ GIGA = 1e9
 SUFFIX = {"32-true": "", "bf16-mixed": "_bf16"}  # JSON key suffix per precision; fp32 keeps today's keys
 
 
-def time_model(kind: str, dm, epochs: int, repeats: int, device: torch.device, probe: RateProbe) -> dict:
+def time_model(
+    kind: str, dm, epochs: int, repeats: int, device: torch.device, probe: RateProbe, bf16_route: str | None
+) -> dict:
     """Seconds per epoch of our path and the plain loop in each precision, alternated per repeat so a
-    drift in machine load hits all four alike."""
+    drift in machine load hits all four alike; bf16's products on the route a run takes. Where that route
+    is the fp32 GEMMs (a CPU without native bf16), also one repeat of ours on torch's own bf16 kernels."""
     samples = {(path, p): [] for path in ("ours", "plain") for p in PRECISIONS}
     for _ in range(repeats):
         for precision in PRECISIONS:
-            samples["ours", precision] += time_our_path(kind, dm, epochs, device, precision, probe)
+            samples["ours", precision] += time_our_path(kind, dm, epochs, device, precision, probe, bf16_route)
             samples["plain", precision] += time_plain_loop(
-                kind, dm.train.x, dm.batch_size, epochs, device, precision, probe
+                kind, dm.train.x, dm.batch_size, epochs, device, precision, probe, bf16_route
             )
+    if bf16_route == VIA_FP32:
+        samples["ours", "bf16-torch-kernels"] = time_our_path(kind, dm, epochs, device, "bf16-mixed", probe, NATIVE)
     return samples
 
 
-def model_figures(kind: str, dm, samples: dict, probe: RateProbe, bandwidth: float) -> dict:
+def model_figures(
+    kind: str, dm, samples: dict, probe: RateProbe, bandwidth: float, bf16_route: str | None = None
+) -> dict:
     """The model's row of latest.json: medians, bounds at the best matmul rates, and their ratios; the
-    honest bound adds the optimizer's and the casts' bytes at the measured bandwidth to the FLOP bound."""
+    honest bound adds the optimizer's and the casts' bytes at the measured bandwidth to the FLOP bound.
+    bf16's FLOP bound takes the rate of the GEMMs its products run on (fp32's on the fp32 route)."""
     _, cfg = build_module(kind, dm.input_dim)
     hp = cfg.model.module
     flops = epoch_flops(
@@ -79,7 +89,7 @@ def model_figures(kind: str, dm, samples: dict, probe: RateProbe, bandwidth: flo
     for precision, suffix in SUFFIX.items():
         s = statistics.median(samples["ours", precision])
         s_plain = statistics.median(samples["plain", precision])
-        s_bound = flops / probe.best("bf16" if suffix else "fp32")
+        s_bound = flops / probe.best("bf16" if suffix and bf16_route != VIA_FP32 else "fp32")
         streamed = epoch_bytes(
             kind,
             len(dm.train),
@@ -103,6 +113,10 @@ def model_figures(kind: str, dm, samples: dict, probe: RateProbe, bandwidth: flo
         }
     row["speedup_bf16"] = round(row["s_per_epoch"] / row["s_per_epoch_bf16"], 3)
     row["speedup_plain_bf16"] = round(row["s_per_epoch_plain"] / row["s_per_epoch_plain_bf16"], 3)
+    if ("ours", "bf16-torch-kernels") in samples:  # how much the fp32 route saves over torch's emulation
+        s_kernels = statistics.median(samples["ours", "bf16-torch-kernels"])
+        row["s_per_epoch_bf16_torch_kernels"] = round(s_kernels, 4)
+        row["bf16_route_speedup"] = round(s_kernels / row["s_per_epoch_bf16"], 3)
     row["gflop_per_epoch"] = round(flops / GIGA, 1)
     for precision, suffix in SUFFIX.items():
         row[f"samples_ours{suffix}"] = [round(v, 4) for v in samples["ours", precision]]
@@ -152,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
     flush_denormal = build_module("ae", dm.input_dim)[1].flush_denormal
     torch.set_flush_denormal(flush_denormal)  # as a run does (itsr.runtime.configure_torch)
     probe = RateProbe(device)
+    bf16_route = route("auto", "bf16-mixed", device.type, cpu_bf16_native())  # as a run's default does
     result: dict = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
@@ -159,13 +174,14 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": torch.get_num_threads(),
         "n_train": len(dm.train),
         "batch_size": dm.batch_size,
+        "bf16_matmul": bf16_route,
         "models": {},
     }
     bandwidth = stream_bytes_per_s(device)
     result["stream_gbytes_per_s"] = round(bandwidth / GIGA, 1)
     for kind in ("ae", "aae"):
-        samples = time_model(kind, dm, args.epochs, args.repeats, device, probe)
-        result["models"][kind] = model_figures(kind, dm, samples, probe, bandwidth)
+        samples = time_model(kind, dm, args.epochs, args.repeats, device, probe, bf16_route)
+        result["models"][kind] = model_figures(kind, dm, samples, probe, bandwidth, bf16_route)
     result |= {
         "matmul_gflops": round(probe.best("fp32") / GIGA, 1),
         "matmul_gflops_bf16": round(probe.best("bf16") / GIGA, 1),
@@ -241,6 +257,11 @@ def print_table(r: dict) -> None:
             print(
                 f"{kind}: bf16 speedup (fp32 s/epoch over bf16 s/epoch) ours {m['speedup_bf16']:.2f}x, "
                 f"plain loop {m['speedup_plain_bf16']:.2f}x"
+            )
+        if "bf16_route_speedup" in m:
+            print(
+                f"{kind}: bf16 products through fp32 GEMMs (no native bf16 on this CPU): torch's own bf16 kernels "
+                f"{m['s_per_epoch_bf16_torch_kernels']:.3f} s/epoch, {m['bf16_route_speedup']:.2f}x the route's"
             )
     if "k_runs_speedup" in r:
         k = next(iter(r["k_runs"].values()))["k"]

@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 
 from itsr.bench.matmul import RateProbe, sync
+from itsr.bf16_matmul import bf16_matmuls
 from itsr.data.datamodule import BenchmarkDataModule, LabelledImages
 from itsr.models.base import discriminator_loss, drop_stale_casts, generator_loss, weighted_mean
 from itsr.run import CONFIG_DIR
@@ -89,8 +90,10 @@ def time_our_path(
     device: torch.device,
     precision: str = "32-true",
     probe: RateProbe | None = None,
+    bf16_route: str | None = None,
 ) -> list[float]:
-    """The real training path: the same LightningModule and DataModule that a run uses."""
+    """The real training path: the same LightningModule and DataModule that a run uses, its bf16 matrix
+    products on the route a run takes (itsr.bf16_matmul)."""
     module, _ = build_module(kind, dm.input_dim)
     timer = EpochTimer(device, probe)
     trainer = pl.Trainer(
@@ -104,7 +107,8 @@ def time_our_path(
         enable_model_summary=False,
         callbacks=[timer],
     )
-    trainer.fit(module, datamodule=dm)
+    with bf16_matmuls(bf16_route):
+        trainer.fit(module, datamodule=dm)
     return timer.seconds[WARMUP_EPOCHS:]
 
 
@@ -152,8 +156,10 @@ def time_plain_loop(
     device: torch.device,
     precision: str = "32-true",
     probe: RateProbe | None = None,
+    bf16_route: str | None = None,
 ) -> list[float]:
-    """Reference: the same networks, optimizers and losses, a plain loop over in-memory tensor slices."""
+    """Reference: the same networks, optimizers and losses, a plain loop over in-memory tensor slices (bf16
+    products on the same route as ours)."""
     module, _ = build_module(kind, x.shape[1])
     module.to(device)
     x = x.to(device)
@@ -169,7 +175,8 @@ def time_plain_loop(
         order = torch.randperm(x.shape[0], device=device)
         for batch_idx in order.split(batch_size):
             xb, wb = x[batch_idx], weights[batch_idx]
-            with autocast(device, precision):  # one context per batch, as Lightning's training step
+            # one context per batch, as Lightning's training step
+            with bf16_matmuls(bf16_route), autocast(device, precision):
                 plain_step(kind, module, optimizers, xb, wb)
         sync(device)
         seconds.append(time.perf_counter() - start)

@@ -1,0 +1,82 @@
+"""bf16 matrix products on a CPU without native bf16, through fp32 GEMMs: the same numbers, about 10x faster.
+
+Under trainer.precision=bf16-mixed, autocast casts the Linear layers' operands to bf16 and torch multiplies
+them with its bf16 kernels. A CPU without avx512_bf16 or amx_bf16 has no such instructions and torch emulates
+them: 2.3 against 75 GFLOP/s for fp32 on an AVX2-only AMD EPYC, a bf16 epoch 11-13x slower than an fp32 one
+(results/bench). Yet a product of two bf16 numbers is exact in fp32 (8 + 8 significant bits, fp32 holds 24),
+and a native bf16 GEMM sums those products in fp32 and rounds the sum to bf16. So casting the bf16 operands
+to fp32, multiplying with fp32 GEMMs and rounding the result to bf16 computes the native result up to fp32
+summation order: the freedom two CPUs' native kernels (AMX, AVX512-BF16) already have. Everything else
+(which ops run in bf16, the casts, the fp32 master weights) stays autocast's.
+
+The route is a TorchDispatchMode, entered around training only when it applies (`route`): fp32 runs, GPU runs
+and CPUs with native bf16 never see it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from itsr.provenance import BF16_CPU_FLAGS
+
+CHOICES = ("auto", "fp32", "native")  # the config key cpu_bf16_matmul (conf/config.yaml)
+VIA_FP32 = "fp32-gemm"  # how provenance names the route: bf16 operands multiplied by fp32 GEMMs
+NATIVE = "native"  # torch's own bf16 kernels (native instructions, or torch's emulation of them)
+_aten = torch.ops.aten
+MATMULS = frozenset({_aten.mm.default, _aten.addmm.default, _aten.bmm.default, _aten.baddbmm.default})
+
+
+class Bf16MatmulViaFp32(TorchDispatchMode):
+    """Runs every bf16 matrix product (mm, addmm, bmm, baddbmm) in fp32 and rounds the result to bf16 once;
+    every other op, and every matrix product without a bf16 operand, passes through unchanged."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in MATMULS and any(_is_bf16(a) for a in args):
+            result = func(*(a.float() if _is_bf16(a) else a for a in args), **kwargs)
+            return result.to(torch.bfloat16)
+        return func(*args, **kwargs)
+
+
+def _is_bf16(value) -> bool:
+    return isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16
+
+
+def route(choice: str, precision: str, device_type: str, native: bool | None) -> str | None:
+    """How this run's bf16 matrix products go: VIA_FP32 or NATIVE, or None where it has none on a CPU (fp32
+    runs, GPU runs). `choice`: cpu_bf16_matmul; `native`: itsr.provenance.cpu_bf16_native() (None: unknown,
+    which auto treats as native)."""
+    if choice not in CHOICES:
+        raise ValueError(f"cpu_bf16_matmul must be one of {', '.join(CHOICES)}, got {choice!r}")
+    if not precision.startswith("bf16") or device_type != "cpu":
+        return None
+    if choice == "fp32" or (choice == "auto" and native is False):
+        return VIA_FP32
+    return NATIVE
+
+
+def slow_route_warning(chosen: str | None, native: bool | None) -> str | None:
+    """A warning where torch's own bf16 kernels were chosen (cpu_bf16_matmul=native) on a CPU that would
+    emulate them: correct, but many times slower than fp32."""
+    if chosen != NATIVE or native is not False:
+        return None
+    return (
+        f"cpu_bf16_matmul=native on a CPU without native bf16 (none of {', '.join(BF16_CPU_FLAGS)} in "
+        "/proc/cpuinfo): torch emulates bf16 matrix products there, many times slower than fp32 (11-13x per "
+        "epoch measured on an AVX2-only AMD EPYC; `python -m itsr.bench` measures this machine); "
+        "cpu_bf16_matmul=auto computes the same products through fp32 GEMMs, or train with trainer.precision=32-true"
+    )
+
+
+@contextmanager
+def bf16_matmuls(chosen: str | None) -> Iterator[None]:
+    """Within: bf16 matrix products through fp32 GEMMs if `chosen` is VIA_FP32, else torch's own kernels."""
+    if chosen != VIA_FP32:
+        yield
+        return
+    with Bf16MatmulViaFp32():
+        yield
