@@ -1,4 +1,4 @@
-"""bf16 matrix products on a CPU without native bf16, through fp32 GEMMs: the same numbers, about 10x faster.
+"""bf16 matrix products on a CPU without native bf16, through fp32 GEMMs: the same numbers, many times faster.
 
 Under trainer.precision=bf16-mixed, autocast casts the Linear layers' operands to bf16 and torch multiplies
 them with its bf16 kernels. A CPU without avx512_bf16 or amx_bf16 has no such instructions and torch emulates
@@ -7,10 +7,12 @@ them: 2.3 against 75 GFLOP/s for fp32 on an AVX2-only AMD EPYC, a bf16 epoch 11-
 and a native bf16 GEMM sums those products in fp32 and rounds the sum to bf16. So casting the bf16 operands
 to fp32, multiplying with fp32 GEMMs and rounding the result to bf16 computes the native result up to fp32
 summation order: the freedom two CPUs' native kernels (AMX, AVX512-BF16) already have. Everything else
-(which ops run in bf16, the casts, the fp32 master weights) stays autocast's.
+(which ops run in bf16, the casts, the fp32 master weights) stays autocast's. `make bench` measures the
+route against torch's kernels (bf16_route_speedup; results/bench).
 
 The route is a TorchDispatchMode, entered around training only when it applies (`route`): fp32 runs, GPU runs
-and CPUs with native bf16 never see it.
+and CPUs with native bf16 never see it. torch.compile skips every frame while such a mode is on, so the
+route and compile.enabled exclude each other (`compile_conflict`).
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ MATMULS = frozenset({_aten.mm.default, _aten.addmm.default, _aten.bmm.default, _
 
 
 class Bf16MatmulViaFp32(TorchDispatchMode):
-    """Runs every bf16 matrix product (mm, addmm, bmm, baddbmm) in fp32 and rounds the result to bf16 once;
-    every other op, and every matrix product without a bf16 operand, passes through unchanged."""
+    """Runs every bf16 matrix product (mm, addmm, bmm, baddbmm, all operands bf16) in fp32 and rounds the
+    result to bf16 once; every other op passes through unchanged (each op pays a Python call while the mode
+    is on, which is why it is entered only where it applies)."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in MATMULS and any(_is_bf16(a) for a in args):
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if func in MATMULS and tensors and all(t.dtype == torch.bfloat16 for t in tensors):  # mixed: torch refuses
             result = func(*(a.float() if _is_bf16(a) else a for a in args), **kwargs)
             return result.to(torch.bfloat16)
         return func(*args, **kwargs)
@@ -69,6 +73,17 @@ def slow_route_warning(chosen: str | None, native: bool | None) -> str | None:
         "/proc/cpuinfo): torch emulates bf16 matrix products there, many times slower than fp32 (11-13x per "
         "epoch measured on an AVX2-only AMD EPYC; `python -m itsr.bench` measures this machine); "
         "cpu_bf16_matmul=auto computes the same products through fp32 GEMMs, or train with trainer.precision=32-true"
+    )
+
+
+def compile_conflict(chosen: str | None, compile_enabled: bool) -> str | None:
+    """Why the fp32 route and torch.compile cannot go together (None where they do not meet)."""
+    if chosen != VIA_FP32 or not compile_enabled:
+        return None
+    return (
+        "compile.enabled=true with bf16 products through fp32 GEMMs (cpu_bf16_matmul, a CPU without native "
+        "bf16): torch.compile skips every frame under that route, so nothing would be compiled; set "
+        "compile.enabled=false, or cpu_bf16_matmul=native to compile torch's own (slow, emulated) bf16 kernels"
     )
 
 

@@ -13,8 +13,9 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from itsr.bf16_matmul import bf16_matmuls, route, slow_route_warning
+from itsr.bf16_matmul import bf16_matmuls, compile_conflict, route, slow_route_warning
 from itsr.build import build_callbacks, build_module, schedule_epochs
+from itsr.errors import ConfigError
 from itsr.evaluation import error_by_group
 from itsr.figures import write_run_figures
 from itsr.hooks import participants
@@ -70,6 +71,9 @@ class NetworkRun:
         # the device the Trainer resolved (accelerator=auto included) decides how bf16 products run
         native = cpu_bf16_native()
         self.bf16_matmul = route(cfg.cpu_bf16_matmul, self.precision, trainer.strategy.root_device.type, native)
+        conflict = compile_conflict(self.bf16_matmul, cfg.compile.enabled)
+        if conflict:
+            raise ConfigError(conflict)
         slow = slow_route_warning(self.bf16_matmul, native)
         if slow:
             log.warning(slow)

@@ -6,8 +6,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from itsr.bf16_matmul import NATIVE, VIA_FP32, bf16_matmuls, route, slow_route_warning
+from itsr.bf16_matmul import (
+    MATMULS,
+    NATIVE,
+    VIA_FP32,
+    Bf16MatmulViaFp32,
+    bf16_matmuls,
+    compile_conflict,
+    route,
+    slow_route_warning,
+)
 from itsr.models.base import drop_stale_casts
+from tests.conftest import run_itsr, tiny_overrides
 
 
 def _step_then_forward(drop: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,6 +54,21 @@ def test_dropping_the_casts_outside_autocast_is_harmless() -> None:
     assert torch.equal(layer(x), expected)
 
 
+def count_routed(monkeypatch) -> dict:
+    """Counts the products the route takes over ({'forward': n, 'backward': n}, by whether autograd's engine
+    is running), as a spy around Bf16MatmulViaFp32.__torch_dispatch__."""
+    counts = {"forward": 0, "backward": 0}
+    original = Bf16MatmulViaFp32.__torch_dispatch__
+
+    def spy(self, func, types, args=(), kwargs=None):
+        if func in MATMULS and any(isinstance(a, torch.Tensor) and a.dtype == torch.bfloat16 for a in args):
+            counts["backward" if torch._C._current_graph_task_id() >= 0 else "forward"] += 1
+        return original(self, func, types, args, kwargs)
+
+    monkeypatch.setattr(Bf16MatmulViaFp32, "__torch_dispatch__", spy)
+    return counts
+
+
 def _linear_step(chosen: str | None) -> tuple[torch.Tensor, ...]:
     """A paper-sized layer's forward and backward under bf16 autocast: output, weight and input gradients,
     and the layer's bias."""
@@ -76,7 +101,18 @@ def test_bf16_products_through_fp32_gemms_are_native_bf16_products() -> None:
     assert (out.float() - fp32_out).abs().max() > 1e-3  # bf16 operands, not fp32 ones
 
 
+def test_the_route_takes_the_products_of_forward_and_backward_and_only_where_it_is_chosen(monkeypatch) -> None:
+    counts = count_routed(monkeypatch)
+    _linear_step(VIA_FP32)
+    assert counts["forward"] >= 1 and counts["backward"] >= 2  # addmm; the input's and the weight's gradients
+    before = dict(counts)
+    _linear_step(NATIVE)
+    _linear_step(None)
+    assert counts == before
+
+
 def test_the_route_computes_the_fp32_product_of_the_bf16_operands_and_leaves_fp32_alone() -> None:
+    torch.manual_seed(0)
     a, b, bias = torch.randn(64, 300).bfloat16(), torch.randn(300, 200).bfloat16(), torch.randn(200).bfloat16()
     # the same fp32 kernels on the same operands, so bit for bit on any CPU
     expected_mm = torch.mm(a.float(), b.float()).bfloat16()
@@ -87,6 +123,8 @@ def test_the_route_computes_the_fp32_product_of_the_bf16_operands_and_leaves_fp3
         assert torch.equal(torch.addmm(bias, a, b), expected_addmm)
         assert torch.equal(torch.bmm(a[None], b[None]), expected_bmm)
         fp32 = torch.mm(a.float(), b.float())
+        with pytest.raises(RuntimeError, match="same dtype"):  # mixed operands: refused as torch refuses them
+            torch.mm(a, b.float())
     assert torch.equal(fp32, torch.mm(a.float(), b.float()))
 
 
@@ -117,3 +155,27 @@ def test_torchs_own_kernels_warn_only_on_a_cpu_that_would_emulate_them() -> None
     assert slow_route_warning(NATIVE, None) is None  # flags unknown: no guess
     assert slow_route_warning(VIA_FP32, False) is None
     assert slow_route_warning(None, False) is None
+
+
+def test_the_route_and_torch_compile_exclude_each_other() -> None:
+    """torch.compile skips every frame under a dispatch mode: refused with the way out, not silently eager."""
+    assert "compile.enabled=false" in compile_conflict(VIA_FP32, True)
+    assert compile_conflict(VIA_FP32, False) is None
+    assert compile_conflict(NATIVE, True) is None
+    assert compile_conflict(None, True) is None
+
+
+def test_compiling_under_the_route_is_refused_from_the_command_line_before_any_training(tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    done = run_itsr(
+        *tiny_overrides("ae"),
+        "experiment=quick",
+        "trainer.precision=bf16-mixed",
+        "cpu_bf16_matmul=fp32",
+        "compile.enabled=true",
+        f"hydra.run.dir={run_dir}",
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "compile.enabled=false" in done.stderr and "Traceback" not in done.stderr
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "checkpoints").exists()

@@ -22,6 +22,7 @@ from itsr.report.runs import read_runs
 from itsr.run import train_and_evaluate
 from itsr.runtime import config_differences
 from tests.conftest import REPO_ROOT, compose_cfg, tiny_overrides
+from tests.test_bf16 import count_routed
 from tests.test_report import fake_run
 
 
@@ -56,9 +57,11 @@ def test_a_network_run_records_its_config_commit_versions_and_precision(tmp_path
             "trainer.precision=bf16-mixed",
         ]
     )
+    routed = count_routed(monkeypatch)
     with caplog.at_level("WARNING"):
         metrics = train_and_evaluate(cfg, tmp_path)
     check_recorded(tmp_path, metrics, cfg)
+    assert routed["forward"] > 0 and routed["backward"] > 0  # training's products took the route
     assert metrics["provenance"]["precision"] == "bf16-mixed"
     assert metrics["provenance"]["hardware"]["cpu_bf16_native"] is False
     assert metrics["provenance"]["bf16_matmul"] == "fp32-gemm"

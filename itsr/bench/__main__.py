@@ -65,9 +65,10 @@ def time_model(
     samples = {(path, p): [] for path in ("ours", "plain") for p in PRECISIONS}
     for _ in range(repeats):
         for precision in PRECISIONS:
-            samples["ours", precision] += time_our_path(kind, dm, epochs, device, precision, probe, bf16_route)
+            chosen = bf16_route if precision == "bf16-mixed" else None  # fp32 never runs under the mode
+            samples["ours", precision] += time_our_path(kind, dm, epochs, device, precision, probe, chosen)
             samples["plain", precision] += time_plain_loop(
-                kind, dm.train.x, dm.batch_size, epochs, device, precision, probe, bf16_route
+                kind, dm.train.x, dm.batch_size, epochs, device, precision, probe, chosen
             )
     if bf16_route == VIA_FP32:
         samples["ours", "bf16-torch-kernels"] = time_our_path(kind, dm, epochs, device, "bf16-mixed", probe, NATIVE)
