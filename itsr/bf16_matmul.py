@@ -38,16 +38,12 @@ class Bf16MatmulViaFp32(TorchDispatchMode):
     is on, which is why it is entered only where it applies)."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        tensors = [a for a in args if isinstance(a, torch.Tensor)]
-        if func in MATMULS and tensors and all(t.dtype == torch.bfloat16 for t in tensors):  # mixed: torch refuses
-            result = func(*(a.float() if _is_bf16(a) else a for a in args), **kwargs)
-            return result.to(torch.bfloat16)
-        return func(*args, **kwargs)
-
-
-def _is_bf16(value) -> bool:
-    return isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16
+        if func in MATMULS:  # the membership test first: every other op passes through at once
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            if tensors and all(t.dtype == torch.bfloat16 for t in tensors):  # mixed dtypes: torch refuses them
+                result = func(*(a.float() if isinstance(a, torch.Tensor) else a for a in args), **(kwargs or {}))
+                return result.to(torch.bfloat16)
+        return func(*args, **(kwargs or {}))
 
 
 def route(choice: str, precision: str, device_type: str, native: bool | None) -> str | None:
