@@ -8,8 +8,12 @@
 # Arguments: DEADLINE_S (default 500): seconds after which unfinished runs get SIGTERM (SIGKILL 20 s later);
 # BENCH_S (default 0): seconds first given to `python -m itsr.bench` on the GPU (0: no benchmark).
 # First a preflight (imports, then a 1-epoch-per-phase ITSR run on the GPU): if it fails, nothing else
-# runs and its log comes back. Then the runs share the GPU, JOBS at a time (default: the cores; one CPU
-# thread each), shortest first; runs beyond JOBS start as others end. Checkpoints do not come back
+# runs and its log comes back. Then the runs share the GPU, JOBS at a time (one CPU thread each), shortest
+# first (scripts/paper_grid.py --order shortest); runs beyond JOBS start as others end. Without MPS the
+# processes' kernels take turns on the GPU, so a few jobs already fill it and more only delay every run
+# past the deadline: JOBS defaults to 4, and to MPS_JOBS (default 8) when MPS=1 started NVIDIA's
+# multi-process service and a CUDA process ran under it (else the script says so and goes on without it).
+# SKIP: comma-separated run names to leave out (those training on the CPU queue meanwhile). Checkpoints do not come back
 # (about 40 MB each), so a run stopped at the deadline starts over in a later call: with 15 minutes of
 # device time a session gets the runs that finish within DEADLINE_S.
 # What comes back, in $OUT: paper_grid.tar.gz with runs/ (finished runs' small files, as
@@ -36,7 +40,7 @@ python=${PYTHON:-python3}
 case $python in */*) python=$(absolute "$python") ;; esac
 trainer=${TRAINER:-gpu}
 precision=${PRECISION:-bf16-mixed}  # the grid's (scripts/paper_grid.py); a local try on a CPU without bf16: 32-true
-jobs=${JOBS:-$(nproc)}
+jobs=${JOBS:-4}
 cd "$(dirname "$0")/.." || exit 2
 mkdir -p "$out" "$work"
 
@@ -56,6 +60,21 @@ nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || true
 summary=$out/summary.txt
 : > "$summary"
 
+if [ "${MPS:-0}" = 1 ]; then  # concurrent kernels from the runs' processes, if the image allows it
+    export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+    mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+    if timeout 20 nvidia-cuda-mps-control -d >> "$out/mps.log" 2>&1 \
+        && timeout 60 "$python" -c "import torch; torch.ones(1, device='cuda').sum().item(); print('cuda under MPS: ok')" \
+            >> "$out/mps.log" 2>&1; then
+        jobs=${JOBS:-${MPS_JOBS:-8}}
+        echo "mps: on, $jobs jobs" >> "$summary"
+    else
+        echo quit | timeout 10 nvidia-cuda-mps-control >> "$out/mps.log" 2>&1
+        unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+        echo "mps: could not start (mps.log), $jobs jobs without it" >> "$summary"
+    fi
+fi
+
 # preflight: one tiny run through the whole pipeline on the target device; nothing else if it fails
 "$python" -c "import hydra, omegaconf, torch, pytorch_lightning, itsr.run; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" \
     > "$out/preflight.log" 2>&1 \
@@ -73,7 +92,7 @@ if [ "$bench_s" -gt 0 ]; then
     echo "bench: exit $? after $(( $(date +%s) - start )) s" >> "$summary"
 fi
 
-"$python" scripts/paper_grid.py --runs "$runs" --format specs --order shortest > "$work/todo.txt" || exit 2
+"$python" scripts/paper_grid.py --runs "$runs" --format specs --order shortest --skip "${SKIP:-}" > "$work/todo.txt" || exit 2
 echo "$(grep -c . "$work/todo.txt") runs to do, $jobs at a time, deadline ${deadline}s" >> "$summary"
 
 run_one() {  # name model dataset seed: one run, stopped by SIGTERM at the deadline

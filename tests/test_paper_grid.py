@@ -45,11 +45,21 @@ def test_the_grid_lists_missing_runs_and_reruns_those_in_another_precision_or_wi
     specs = paper_grid("--runs", runs, "--format", "specs", "--order", "shortest", "--seeds", "1,0,1")
     lines = specs.stdout.splitlines()
     assert len(lines) == len(set(lines)) == 17  # seed 1 once: 9 runs, seed 0: 8
-    assert lines[0] == "aae_mnist_0v2_a0.05_s1 aae mnist 1"  # the AAE's 1000 epochs first, MNIST first
-    models = [line.split()[1] for line in lines]
-    assert models == sorted(models, key=["aae", "itsr", "ae"].index)  # then ITSR, then the AE
-    ae = [line.split()[2] for line in lines if line.split()[1] == "ae"]
-    assert ae[:2] == ["mnist", "mnist"] and "mnist" not in ae[2:]  # the AE's 4000 MNIST epochs before 10000
+    assert lines[0] == "aae_fmnist_tshirt_v_boot_a0.05_s0 aae fmnist_boot 0"  # the AAE's 1000 epochs, seed 0 first
+    runs_in_order = [tuple(line.split()[1:3]) for line in lines]
+    # by epochs x cost per epoch: AAE 1000, the AE's 4000 MNIST epochs at a third of the cost, ITSR's 2000
+    # on Fashion-MNIST, its 2500 on MNIST, the AE's 10000 on Fashion-MNIST last
+    kinds = ["aae", "ae-mnist", "itsr-fmnist", "itsr-mnist", "ae-fmnist"]
+    kind = [m if m == "aae" else f"{m}-{'mnist' if d == 'mnist' else 'fmnist'}" for m, d in runs_in_order]
+    assert kind == sorted(kind, key=kinds.index) and set(kind) == set(kinds)
+
+    skipped = paper_grid(
+        "--runs", runs, "--format", "specs", "--order", "shortest", "--skip", "aae_fmnist_tshirt_v_boot_a0.05_s0"
+    )
+    assert skipped.returncode == 0 and "aae_fmnist_tshirt_v_boot_a0.05_s0" not in skipped.stdout
+    assert len(skipped.stdout.splitlines()) == 25
+    typo = paper_grid("--runs", runs, "--skip", "aae_mnist_s0")
+    assert typo.returncode == 2 and "--skip aae_mnist_s0: not a grid run name" in typo.stderr
 
 
 def test_a_complete_grid_prints_no_specs(tmp_path) -> None:
