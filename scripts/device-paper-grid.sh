@@ -12,8 +12,12 @@
 # first (scripts/paper_grid.py --order shortest); runs beyond JOBS start as others end. Without MPS the
 # processes' kernels take turns on the GPU, so a few jobs already fill it and more only delay every run
 # past the deadline: JOBS defaults to 4, and to MPS_JOBS (default 8) when MPS=1 started NVIDIA's
-# multi-process service and a CUDA process ran under it (else the script says so and goes on without it).
-# SKIP: comma-separated run names to leave out (those training on the CPU queue meanwhile). Checkpoints do not come back
+# multi-process service and a CUDA process ran under it (else the script says so and goes on without it;
+# on the H200, 2026-12-04, 9 runs under MPS each kept the single-process speed).
+# SKIP: comma-separated run names to leave out (those training on the CPU queue meanwhile). BENCH_EXTRA:
+# more arguments for the benchmark, e.g. "--compile default,reduce-overhead --k-runs 0" (the step's cost
+# compiled; results/bench/README.md). EXTRA: more overrides for every run, e.g.
+# "compile.enabled=true +compile.options.mode=reduce-overhead". Checkpoints do not come back
 # (about 40 MB each), so a run stopped at the deadline starts over in a later call: with 15 minutes of
 # device time a session gets the runs that finish within DEADLINE_S.
 # What comes back, in $OUT: paper_grid.tar.gz with runs/ (finished runs' small files, as
@@ -88,7 +92,7 @@ if [ $status -ne 0 ]; then cat "$summary"; tail -n 30 "$out/preflight.log"; exit
 
 if [ "$bench_s" -gt 0 ]; then
     timeout -k 20 -s TERM "$bench_s" "$python" -m itsr.bench --device cuda --epochs 3 --repeats 1 --skip-svm-scaling \
-        --parallel-jobs 0 --k-runs 3 --out "$out/bench.json" > "$out/bench.log" 2>&1
+        --parallel-jobs 0 --k-runs 3 ${BENCH_EXTRA:-} --out "$out/bench.json" > "$out/bench.log" 2>&1
     echo "bench: exit $? after $(( $(date +%s) - start )) s" >> "$summary"
 fi
 

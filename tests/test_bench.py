@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -64,14 +66,31 @@ def test_repeats_that_disagree_name_the_dtype_and_the_spread() -> None:
 @pytest.mark.skipif(not (DATA_DIR / "mnist").exists(), reason="needs the MNIST cache (python -m itsr.data fetch)")
 def test_a_tiny_benchmark_writes_every_key(tmp_path, capsys, monkeypatch) -> None:
     """One timed epoch on 256 images, no parallel jobs, no SVM scaling: the keys, not the speed. As on a CPU
-    without native bf16 (on any CPU): bf16 runs on the fp32-GEMM route, and torch's own kernels are timed too."""
+    without native bf16 (on any CPU): bf16 runs on the fp32-GEMM route, and torch's own kernels are timed too.
+    --compile: our path timed again with the networks compiled (here the eager backend, no code generation)
+    once per model in fp32; bf16 on the fp32-GEMM route is skipped with the route's reason."""
     from itsr.bench.__main__ import main
+    from itsr.models.base import AnomalyModel
 
     monkeypatch.setattr("itsr.bench.__main__.cpu_bf16_native", lambda: False)
+    compiled_with = []
+    original = AnomalyModel.compile_networks
+
+    def recording(self, **options):
+        compiled_with.append(options)
+        original(self, **options)
+
+    monkeypatch.setattr(AnomalyModel, "compile_networks", recording)
     out = tmp_path / "bench.json"
     args = ["--epochs", "1", "--repeats", "1", "--threads", "1", "--n-train", "256", "--parallel-jobs", "0"]
-    main([*args, "--skip-svm-scaling", "--data-dir", str(DATA_DIR), "--out", str(out)])
+    main([*args, "--compile", "backend=eager", "--skip-svm-scaling", "--data-dir", str(DATA_DIR), "--out", str(out)])
     result = json.loads(out.read_text())
+    assert compiled_with == [{"backend": "eager"}] * 2  # AE and AAE, fp32 only
+    for kind in ("ae", "aae"):
+        m = result["models"][kind]
+        c = m["compiled"]["backend=eager"]
+        assert c["s_per_epoch"] > 0 and c["speedup"] == pytest.approx(m["s_per_epoch"] / c["s_per_epoch"], rel=2e-2)
+        assert "s_per_epoch_bf16" not in c and "torch.compile skips every frame" in c["skipped_bf16"]
     assert result["n_train"] == 256
     for key in ("matmul_gflops", "matmul_gflops_bf16", "matmul_spread", "warnings"):
         assert key in result
@@ -108,4 +127,23 @@ def test_a_tiny_benchmark_writes_every_key(tmp_path, capsys, monkeypatch) -> Non
     printed = capsys.readouterr().out
     assert "bf16 speedup" in printed and "denormal" in printed and "honest bound" in printed
     assert "k runs in one process" in printed and "bf16 products through fp32 GEMMs" in printed
+    assert "aae compiled (backend=eager): fp32" in printed
     assert result["stream_gbytes_per_s"] > 0
+
+
+def test_an_unknown_compile_mode_is_named_with_the_choices() -> None:
+    bad = subprocess.run(
+        [sys.executable, "-m", "itsr.bench", "--compile", "default,fastest"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "'fastest' is not a torch.compile mode" in bad.stderr
+    assert "reduce-overhead" in bad.stderr and "Traceback" not in bad.stderr
+
+    from itsr.bench.__main__ import parse_args
+
+    assert parse_args(["--compile", "reduce-overhead,backend=aot_eager"]).compile == [
+        ("reduce-overhead", {"mode": "reduce-overhead"}),
+        ("backend=aot_eager", {"backend": "aot_eager"}),
+    ]

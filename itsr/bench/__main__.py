@@ -8,6 +8,8 @@ reference: the same networks, optimizers and losses over in-memory tensor slices
 no DataLoader. The matmul rates behind the bounds are measured in a short burst before every timed
 epoch; the bounds use the best burst, and a wide spread is reported as a warning. On CPU it also times
 the optimizer step late in a long run, with denormal floats kept and flushed (itsr/bench/denormal.py).
+With --compile MODES our path is timed again with its networks compiled, per torch.compile mode (a GPU
+question: there a step is bound by kernel launches, results/bench/README.md).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from itsr.bench.matmul import SPREAD_LIMIT, RateProbe, epoch_flops, rate_spread,
 from itsr.bench.memory import itsr_memory
 from itsr.bench.stream import epoch_bytes, stream_bytes_per_s
 from itsr.bench.svm import refinement_round_s, svm_scaling
-from itsr.bf16_matmul import NATIVE, VIA_FP32, route
+from itsr.bf16_matmul import NATIVE, VIA_FP32, compile_conflict, route
 from itsr.cli import program_name
 from itsr.data.fetch import default_data_dir
 from itsr.library_warnings import silence_third_party_noise
@@ -52,6 +54,48 @@ PAPER_SCHEDULES = {  # epochs, Sec. 5
 }
 EPOCHS_PER_ROUND = 100  # a refinement round precedes this many epochs (Sec. 5)
 SECONDS_PER_HOUR = 3600
+# torch.compile's modes (`--compile`); "backend=NAME" picks a backend instead (e.g. eager, aot_eager)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_spec(text: str) -> tuple[str, dict]:
+    """One `--compile` item as (its name, torch.compile's options): a mode, or backend=NAME."""
+    if text.startswith("backend="):
+        return text, {"backend": text.removeprefix("backend=")}
+    if text not in COMPILE_MODES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a torch.compile mode; give one of {', '.join(COMPILE_MODES)} or backend=NAME"
+        )
+    return text, {"mode": text}
+
+
+def compiled_figures(
+    kind: str, dm, epochs: int, repeats: int, device: torch.device, bf16_route: str | None, specs, row: dict
+) -> dict:
+    """Our path with its networks compiled, per spec and precision: s/epoch and the speedup over the
+    uncompiled path in `row`. On a GPU a step is bound by kernel launches (results/bench/README.md);
+    compiling fuses them, and reduce-overhead replays them as CUDA graphs. A precision whose bf16 route
+    excludes compile (itsr.bf16_matmul.compile_conflict) is skipped with the reason."""
+    out: dict = {}
+    for name, options in specs:
+        figures: dict = {}
+        for precision, suffix in SUFFIX.items():
+            chosen = bf16_route if precision == "bf16-mixed" else None
+            conflict = compile_conflict(chosen, True)
+            if conflict:
+                figures[f"skipped{suffix}"] = conflict
+                continue
+            samples = []
+            for _ in range(repeats):
+                samples += time_our_path(kind, dm, epochs, device, precision, None, chosen, options)
+            s = statistics.median(samples)
+            figures[f"s_per_epoch{suffix}"] = round(s, 4)
+            figures[f"speedup{suffix}"] = round(row[f"s_per_epoch{suffix}"] / s, 3)
+            figures[f"samples{suffix}"] = [round(v, 4) for v in samples]
+        out[name] = figures
+    return out
+
+
 GIGA = 1e9
 SUFFIX = {"32-true": "", "bf16-mixed": "_bf16"}  # JSON key suffix per precision; fp32 keeps today's keys
 
@@ -147,6 +191,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--k-runs", type=int, default=3, help="k AEs trained together vs one after the other (0: skip it)"
     )
     parser.add_argument("--skip-svm-scaling", action="store_true", help="skip the 6k/60k/600k SVM timing")
+    parser.add_argument(
+        "--compile",
+        type=lambda text: [compile_spec(item) for item in text.split(",") if item],
+        default=[],
+        metavar="MODES",
+        help="also time our path with the networks compiled, per comma-separated torch.compile mode "
+        f"({', '.join(COMPILE_MODES)}) or backend=NAME; a GPU question (none: skip it, the default)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--show", type=Path, help="print the table of a benchmark JSON written earlier, run nothing")
     return parser.parse_args(argv)
@@ -183,6 +235,10 @@ def main(argv: list[str] | None = None) -> dict:
     for kind in ("ae", "aae"):
         samples = time_model(kind, dm, args.epochs, args.repeats, device, probe, bf16_route)
         result["models"][kind] = model_figures(kind, dm, samples, probe, bandwidth, bf16_route)
+        if args.compile:
+            result["models"][kind]["compiled"] = compiled_figures(
+                kind, dm, args.epochs, args.repeats, device, bf16_route, args.compile, result["models"][kind]
+            )
     result |= {
         "matmul_gflops": round(probe.best("fp32") / GIGA, 1),
         "matmul_gflops_bf16": round(probe.best("bf16") / GIGA, 1),
@@ -264,6 +320,15 @@ def print_table(r: dict) -> None:
                 f"{kind}: bf16 products through fp32 GEMMs (no native bf16 on this CPU): torch's own bf16 kernels "
                 f"{m['s_per_epoch_bf16_torch_kernels']:.3f} s/epoch, {m['bf16_route_speedup']:.2f}x the route's"
             )
+    for kind, m in r["models"].items():
+        for name, c in m.get("compiled", {}).items():
+            parts = [
+                f"{label} {c[f's_per_epoch{suffix}']:.3f} s/epoch ({c[f'speedup{suffix}']:.2f}x uncompiled)"
+                if f"s_per_epoch{suffix}" in c
+                else f"{label} skipped ({c[f'skipped{suffix}']})"
+                for suffix, label in (("", "fp32"), ("_bf16", "bf16"))
+            ]
+            print(f"{kind} compiled ({name}): " + "; ".join(parts))
     if "k_runs_speedup" in r:
         k = next(iter(r["k_runs"].values()))["k"]
         print(

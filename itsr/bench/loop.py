@@ -91,10 +91,14 @@ def time_our_path(
     precision: str = "32-true",
     probe: RateProbe | None = None,
     bf16_route: str | None = None,
+    compile_options: dict | None = None,
 ) -> list[float]:
     """The real training path: the same LightningModule and DataModule that a run uses, its bf16 matrix
-    products on the route a run takes (itsr.bf16_matmul)."""
+    products on the route a run takes (itsr.bf16_matmul); with compile_options, its networks compiled as
+    `compile.enabled=true +compile.options.mode=...` does (the compilation falls in the untimed warm-up epoch)."""
     module, _ = build_module(kind, dm.input_dim)
+    if compile_options is not None:
+        module.compile_networks(**compile_options)
     timer = EpochTimer(device, probe)
     trainer = pl.Trainer(
         accelerator="gpu" if device.type == "cuda" else "cpu",
