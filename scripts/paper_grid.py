@@ -34,6 +34,7 @@ FIG5_MODELS = ("ae", "aae", "itsr")
 # on 2 CPU threads (results/paper/README.md), about a third.
 EPOCH_COST = {"ae": 1 / 3, "aae": 1.0, "itsr": 1.0}
 CONF = Path(__file__).resolve().parent.parent / "conf"
+FIG5_ALPHA = 0.05  # Fig. 5's contamination (Sec. 5)
 GRID_PRECISION = "bf16-mixed"  # decided on evidence in results/paper/precision/ (issue 24)
 GRID_HOLDOUT = 0.1  # scoring.holdout_fraction: every grid run reports the paper's and the calibrated rule
 
@@ -42,11 +43,21 @@ def run_name(model: str, dataset: str, alpha: float, seed: int) -> str:
     return f"{model}_{FIG5_DATASETS[dataset]}_a{alpha:g}_s{seed}"
 
 
+def overrides(model: str, dataset: str, alpha: float, seed: int) -> list[str]:
+    """The grid's `itsr.run` overrides for one run (scripts/paper_queue.py and the GPU script run these)."""
+    return [
+        "experiment=paper",
+        f"model={model}",
+        f"dataset={dataset}",
+        f"alpha={alpha:g}",
+        f"seed={seed}",
+        f"trainer.precision={GRID_PRECISION}",
+        f"scoring.holdout_fraction={GRID_HOLDOUT:g}",
+    ]
+
+
 def command(model: str, dataset: str, alpha: float, seed: int) -> str:
-    return (
-        f"python -m itsr.run experiment=paper model={model} dataset={dataset} alpha={alpha:g} seed={seed} "
-        f"trainer.precision={GRID_PRECISION} scoring.holdout_fraction={GRID_HOLDOUT:g}"
-    )
+    return "python -m itsr.run " + " ".join(overrides(model, dataset, alpha, seed))
 
 
 def why_wanted(run_dir: Path) -> str | None:
@@ -110,7 +121,7 @@ def todo(runs: Path, alpha: float, seeds: list[int]) -> list[tuple[str, str, str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, default=Path("results/paper/runs"), help="committed runs")
-    parser.add_argument("--alpha", type=float, default=0.05, help="contamination (Fig. 5: 0.05)")
+    parser.add_argument("--alpha", type=float, default=FIG5_ALPHA, help="contamination (Fig. 5: 0.05)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--format", choices=("table", "specs"), default="table")
     parser.add_argument(

@@ -1,0 +1,175 @@
+"""The Fig. 5 grid's CPU queue (issue 24): start it at the beginning of a session, stop it with the session.
+
+    python scripts/paper_queue.py --jobs 2                # every missing grid run, two at a time, one thread each
+    python scripts/paper_queue.py --jobs 1 --dry-run      # the queue, each run's state, and its command
+    python scripts/paper_queue.py --jobs 1 --skip NAME,.. -- trainer.precision=bf16-mixed   # overrides last
+
+A run lives in OUT/<name> (default outputs/paper/<name>), its log in OUT/<name>.log. The queue takes the
+grid's missing runs (scripts/paper_grid.py: not in results/paper/runs in the grid's precision) in this
+order: runs cut short in an earlier session first (their checkpoint resumes, `ckpt_path=auto`, so a run
+longer than a session finishes over several), then new runs, shortest first. A run that finished in OUT
+but is not yet in results/paper/runs is collected (scripts/collect_runs.py), not rerun; so is every run
+that finishes while the queue runs. Committing stays a person's step. Run it from a git worktree: Hydra
+re-reads conf/ for each run, and an edit in the checkout would change runs mid-queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+METRICS_FILE = "metrics.json"
+FAILED_FILE = "failed.json"
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"  # itsr.runtime's, which ckpt_path=auto resumes
+PROGRESS_EVERY = 50  # epochs between progress lines in a run's log
+# a run directory written to more recently than this is taken for a run still training (another queue, a
+# hand-started run): checkpoints and curves are written every 50 epochs, at most about 10 minutes of a
+# paper-scale ITSR run on one busy CPU thread
+LIVE_MINUTES = 20
+
+
+def load_paper_grid():
+    """scripts/paper_grid.py as a module: the one list of the grid's runs and their overrides."""
+    spec = importlib.util.spec_from_file_location("paper_grid", REPO / "scripts" / "paper_grid.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def minutes_since_written(run_dir: Path) -> float | None:
+    """Minutes since anything in the run directory last changed (None: nothing there)."""
+    times = [p.lstat().st_mtime for p in run_dir.rglob("*")] if run_dir.is_dir() else []
+    return (time.time() - max(times)) / 60 if times else None
+
+
+def state(run_dir: Path) -> str:
+    """finished (results written), live (written to in the last LIVE_MINUTES: still training elsewhere),
+    resumable (a checkpoint, no results), failed, or new."""
+    if (run_dir / METRICS_FILE).is_file() and not (run_dir / FAILED_FILE).is_file():
+        return "finished"
+    age = minutes_since_written(run_dir)
+    if age is not None and age < LIVE_MINUTES and not (run_dir / FAILED_FILE).is_file():
+        return "live"
+    if (run_dir / LAST_CHECKPOINT).exists():
+        return "resumable"
+    if (run_dir / FAILED_FILE).is_file():
+        return "failed"
+    return "new"
+
+
+def queue(grid, runs: Path, out: Path, skip: set[str]) -> list[tuple[str, str, str, int, str]]:
+    """(name, model, dataset, seed, state) of every grid run still missing from `runs`: finished ones
+    first (to collect), then resumable, then new or failed ones, each group shortest first."""
+    wanted = [w for w in grid.todo(runs, grid.FIG5_ALPHA, [0, 1, 2]) if w[0] not in skip]
+    rank = {"finished": 0, "resumable": 1, "new": 2, "failed": 2, "live": 3}
+    rows = [(name, model, dataset, seed, state(out / name)) for name, model, dataset, seed, _ in wanted]
+    return sorted(rows, key=lambda r: (rank[r[4]], grid.run_cost(r[1], r[2]), r[3]))
+
+
+def run_command(grid, name: str, model: str, dataset: str, seed: int, out: Path, extra: list[str]) -> list[str]:
+    """The grid's command for one run, one thread, into OUT/<name> (the same command resumes it)."""
+    return [
+        sys.executable,
+        "-m",
+        "itsr.run",
+        *grid.overrides(model, dataset, grid.FIG5_ALPHA, seed),
+        "threads=1",
+        f"progress.every_n_epochs={PROGRESS_EVERY}",
+        f"hydra.run.dir={out / name}",
+        *extra,
+    ]
+
+
+def collect(name: str, out: Path, runs: Path) -> int:
+    return subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "collect_runs.py"),
+            str(out / name),
+            "--into",
+            str(runs),
+            "--name",
+            name,
+        ]
+    ).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each (at most the cores)")
+    parser.add_argument("--runs", type=Path, default=REPO / "results/paper/runs", help="committed grid runs")
+    parser.add_argument("--out", type=Path, default=REPO / "outputs/paper", help="where the runs train")
+    parser.add_argument("--skip", default="", help="comma-separated run names to leave out (running elsewhere)")
+    parser.add_argument("--dry-run", action="store_true", help="print the queue and the commands, run nothing")
+    args = parser.parse_args(argv)
+    cores = os.cpu_count() or 1
+    if not 1 <= args.jobs <= cores:
+        print(
+            f"paper_queue: --jobs {args.jobs}: give 1 to {cores} (this machine's cores; one thread each)",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.runs.is_dir():
+        print(f"paper_queue: {args.runs} is not a directory; pass --runs results/paper/runs", file=sys.stderr)
+        return 2
+    grid = load_paper_grid()
+    skip = {name for name in args.skip.split(",") if name}
+    rows = queue(grid, args.runs, args.out, skip)
+    for name, model, dataset, seed, run_state in rows:
+        print(f"{run_state:<9} {name}: {' '.join(run_command(grid, name, model, dataset, seed, args.out, extra)[1:])}")
+    live = [r[0] for r in rows if r[4] == "live"]
+    if live:
+        print(
+            f"left out, written to in the last {LIVE_MINUTES} minutes (training elsewhere?): {', '.join(live)}; "
+            "once it has stopped, run the queue again to resume it",
+            flush=True,
+        )
+    rows = [r for r in rows if r[4] != "live"]
+    if args.dry_run or not rows:
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"),
+    }
+    lock = threading.Lock()
+    failures = []
+
+    def one(row) -> None:
+        name, model, dataset, seed, run_state = row
+        if run_state != "finished":
+            with open(args.out / f"{name}.log", "a") as log:
+                done = subprocess.run(
+                    run_command(grid, name, model, dataset, seed, args.out, extra), cwd=REPO, env=env, stdout=log,
+                    stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            if done.returncode != 0:
+                with lock:
+                    failures.append(name)
+                    print(f"{name}: exit {done.returncode}; its log: {args.out / name}.log", flush=True)
+                return
+        with lock:
+            if collect(name, args.out, args.runs) != 0:
+                failures.append(name)
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        list(pool.map(one, rows))
+    print(f"queue done: {len(rows) - len(failures)} of {len(rows)} runs finished and collected into {args.runs}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

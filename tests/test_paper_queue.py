@@ -1,0 +1,80 @@
+"""scripts/paper_queue.py: the grid's CPU queue resumes cut-short runs first, never starts a second process
+on a run still training, collects finished runs, and names bad arguments."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from tests.conftest import DATA_DIR, run_script
+
+MODELS = ("ae", "aae", "itsr")
+SETTINGS = ("mnist_0v2", "fmnist_tshirt_v_boot", "fmnist_tshirt_v_pullover")
+
+
+def grid_runs_except(runs, missing: set[str]) -> None:
+    """A results folder holding every Fig. 5 grid run (in the grid's precision) but `missing`."""
+    for model in MODELS:
+        for setting in SETTINGS:
+            for seed in (0, 1, 2):
+                name = f"{model}_{setting}_a0.05_s{seed}"
+                if name not in missing:
+                    (runs / name).mkdir(parents=True)
+                    metrics = {"provenance": {"precision": "bf16-mixed"}, "holdout": {"fraction": 0.1}}
+                    (runs / name / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_the_queue_resumes_cut_short_runs_first_and_leaves_live_ones_alone(tmp_path) -> None:
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    cut_short, live, new_ae, new_itsr = (
+        "itsr_mnist_0v2_a0.05_s1",
+        "aae_fmnist_tshirt_v_pullover_a0.05_s2",
+        "ae_mnist_0v2_a0.05_s2",
+        "itsr_fmnist_tshirt_v_boot_a0.05_s1",
+    )
+    grid_runs_except(runs, {cut_short, live, new_ae, new_itsr})
+    two_hours_ago = time.time() - 7200
+    for name in (cut_short, live):
+        (out / name / "checkpoints").mkdir(parents=True)
+        (out / name / "checkpoints" / "last.ckpt").write_bytes(b"")
+        (out / name / "curves.csv").write_text("epoch\n")
+    for path in [*(out / cut_short).rglob("*"), out / cut_short]:
+        os.utime(path, (two_hours_ago, two_hours_ago))
+
+    listed = run_script("paper_queue.py", "--jobs", "1", "--dry-run", "--runs", runs, "--out", out)
+    assert listed.returncode == 0, listed.stderr
+    lines = [line.split(":")[0].split() for line in listed.stdout.splitlines() if not line.startswith("left out")]
+    # the cut-short ITSR first, though it is the longest; then new runs shortest first (the AE's 4000 MNIST
+    # epochs before ITSR's 2000 on Fashion-MNIST); the live run last and not run
+    assert lines[:3] == [["resumable", cut_short], ["new", new_ae], ["new", new_itsr]]
+    assert f"left out, written to in the last 20 minutes (training elsewhere?): {live}" in listed.stdout
+    assert f"hydra.run.dir={out / cut_short}" in listed.stdout and "threads=1" in listed.stdout
+
+
+@pytest.mark.skipif(not (DATA_DIR / "mnist").exists(), reason="needs the MNIST cache (python -m itsr.data fetch)")
+def test_the_queue_trains_a_missing_run_and_collects_it(tmp_path) -> None:
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    name = "aae_mnist_0v2_a0.05_s0"
+    grid_runs_except(runs, {name})
+    tiny = ["model.module.hidden=[16,16]", "model.module.disc_hidden=[16,16]", "dataset.epochs.aae=1"]
+    done = run_script(
+        "paper_queue.py", "--jobs", "1", "--runs", runs, "--out", out, "--", *tiny, f"data_dir={DATA_DIR}", timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "queue done: 1 of 1 runs finished and collected" in done.stdout
+    collected = json.loads((runs / name / "metrics.json").read_text())
+    assert collected["provenance"]["precision"] == "bf16-mixed" and collected["holdout"]["fraction"] == 0.1
+    assert (out / f"{name}.log").is_file()
+    again = run_script("paper_queue.py", "--jobs", "1", "--dry-run", "--runs", runs, "--out", out)
+    assert again.returncode == 0 and again.stdout == ""  # nothing left to do
+
+
+def test_bad_arguments_are_named(tmp_path) -> None:
+    jobs = run_script("paper_queue.py", "--jobs", "0", "--runs", tmp_path)
+    assert jobs.returncode == 2 and "--jobs 0: give 1 to" in jobs.stderr
+    missing = run_script("paper_queue.py", "--runs", tmp_path / "nowhere")
+    assert missing.returncode == 2 and "is not a directory" in missing.stderr
+    assert "Traceback" not in jobs.stderr + missing.stderr
