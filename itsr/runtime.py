@@ -127,6 +127,21 @@ def run_dir_lock(run_dir: Path) -> Iterator[None]:
         handle.close()
 
 
+def run_dir_holder(run_dir: Path) -> str | None:
+    """Who holds the run directory's lock now ("pid N on HOST"), or None when no job runs there. A probe:
+    it takes the lock for an instant and creates nothing (a queue asks before it starts a run)."""
+    path = run_dir / LOCK_FILE
+    if not path.is_file():
+        return None
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "another process"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
 # ---------------------------------------------------------------- resume only into the same run
 
 

@@ -7,7 +7,9 @@
 A run lives in OUT/<name> (default outputs/paper/<name>), its log in OUT/<name>.log. The queue takes the
 grid's missing runs (scripts/paper_grid.py: not in results/paper/runs in the grid's precision) in this
 order: runs cut short in an earlier session first (their checkpoint resumes, `ckpt_path=auto`, so a run
-longer than a session finishes over several), then new runs, shortest first. A run that finished in OUT
+longer than a session finishes over several), then new runs, shortest first. A run whose directory a job
+holds (the lock of itsr.runtime: another queue, a hand-started run) is left to it, so two queues side by
+side (`--jobs 1` each) never train one run twice. A run that finished in OUT
 but is not yet in results/paper/runs is collected (scripts/collect_runs.py), not rerun; so is every run
 that finishes while the queue runs. Committing stays a person's step. Run it from a git worktree: Hydra
 re-reads conf/ for each run, and an edit in the checkout would change runs mid-queue.
@@ -21,19 +23,16 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from itsr.runtime import run_dir_holder
 
 REPO = Path(__file__).resolve().parent.parent
 METRICS_FILE = "metrics.json"
 FAILED_FILE = "failed.json"
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"  # itsr.runtime's, which ckpt_path=auto resumes
 PROGRESS_EVERY = 50  # epochs between progress lines in a run's log
-# a run directory written to more recently than this is taken for a run still training (another queue, a
-# hand-started run): checkpoints and curves are written every 50 epochs, at most about 10 minutes of a
-# paper-scale ITSR run on one busy CPU thread
-LIVE_MINUTES = 20
 
 
 def load_paper_grid():
@@ -44,19 +43,12 @@ def load_paper_grid():
     return module
 
 
-def minutes_since_written(run_dir: Path) -> float | None:
-    """Minutes since anything in the run directory last changed (None: nothing there)."""
-    times = [p.lstat().st_mtime for p in run_dir.rglob("*")] if run_dir.is_dir() else []
-    return (time.time() - max(times)) / 60 if times else None
-
-
 def state(run_dir: Path) -> str:
-    """finished (results written), live (written to in the last LIVE_MINUTES: still training elsewhere),
+    """finished (results written), live (a job holds the run directory's lock: training elsewhere),
     resumable (a checkpoint, no results), failed, or new."""
     if (run_dir / METRICS_FILE).is_file() and not (run_dir / FAILED_FILE).is_file():
         return "finished"
-    age = minutes_since_written(run_dir)
-    if age is not None and age < LIVE_MINUTES and not (run_dir / FAILED_FILE).is_file():
+    if run_dir_holder(run_dir) is not None:
         return "live"
     if (run_dir / LAST_CHECKPOINT).exists():
         return "resumable"
@@ -131,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     live = [r[0] for r in rows if r[4] == "live"]
     if live:
         print(
-            f"left out, written to in the last {LIVE_MINUTES} minutes (training elsewhere?): {', '.join(live)}; "
-            "once it has stopped, run the queue again to resume it",
+            f"left out, a job runs there now: {', '.join(live)}; once it has stopped, run the queue again to resume it",
             flush=True,
         )
     rows = [r for r in rows if r[4] != "live"]
@@ -149,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     failures = []
 
     def one(row) -> None:
-        name, model, dataset, seed, run_state = row
+        name, model, dataset, seed, _ = row
+        run_state = state(args.out / name)  # again: another queue may have taken or finished it meanwhile
+        if run_state == "live":
+            print(f"{name}: a job runs there now; left to it", flush=True)
+            return
         if run_state != "finished":
             with open(args.out / f"{name}.log", "a") as log:
                 done = subprocess.run(

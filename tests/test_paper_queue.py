@@ -4,11 +4,10 @@ on a run still training, collects finished runs, and names bad arguments."""
 from __future__ import annotations
 
 import json
-import os
-import time
 
 import pytest
 
+from itsr.runtime import run_dir_lock
 from tests.conftest import DATA_DIR, run_script
 
 MODELS = ("ae", "aae", "itsr")
@@ -36,22 +35,24 @@ def test_the_queue_resumes_cut_short_runs_first_and_leaves_live_ones_alone(tmp_p
         "itsr_fmnist_tshirt_v_boot_a0.05_s1",
     )
     grid_runs_except(runs, {cut_short, live, new_ae, new_itsr})
-    two_hours_ago = time.time() - 7200
     for name in (cut_short, live):
         (out / name / "checkpoints").mkdir(parents=True)
         (out / name / "checkpoints" / "last.ckpt").write_bytes(b"")
-        (out / name / "curves.csv").write_text("epoch\n")
-    for path in [*(out / cut_short).rglob("*"), out / cut_short]:
-        os.utime(path, (two_hours_ago, two_hours_ago))
-
-    listed = run_script("paper_queue.py", "--jobs", "1", "--dry-run", "--runs", runs, "--out", out)
+    with run_dir_lock(out / live):  # a job training there now, as itsr.run holds its run directory
+        listed = run_script("paper_queue.py", "--jobs", "1", "--dry-run", "--runs", runs, "--out", out)
     assert listed.returncode == 0, listed.stderr
     lines = [line.split(":")[0].split() for line in listed.stdout.splitlines() if not line.startswith("left out")]
     # the cut-short ITSR first, though it is the longest; then new runs shortest first (the AE's 4000 MNIST
     # epochs before ITSR's 2000 on Fashion-MNIST); the live run last and not run
     assert lines[:3] == [["resumable", cut_short], ["new", new_ae], ["new", new_itsr]]
-    assert f"left out, written to in the last 20 minutes (training elsewhere?): {live}" in listed.stdout
+    assert lines[3] == ["live", live] and f"left out, a job runs there now: {live}" in listed.stdout
     assert f"hydra.run.dir={out / cut_short}" in listed.stdout and "threads=1" in listed.stdout
+    released = run_script("paper_queue.py", "--jobs", "1", "--dry-run", "--runs", runs, "--out", out)
+    # its job ended: resumable too, and the AAE's 1000 epochs go before ITSR's 2500
+    assert [line.split(":")[0] for line in released.stdout.splitlines()[:2]] == [
+        f"resumable {live}",
+        f"resumable {cut_short}",
+    ]
 
 
 @pytest.mark.skipif(not (DATA_DIR / "mnist").exists(), reason="needs the MNIST cache (python -m itsr.data fetch)")
