@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
+from omegaconf import OmegaConf
 
 from itsr.results import METRICS_FILE
 
@@ -83,7 +83,7 @@ def why_wanted(run_dir: Path) -> str | None:
 
 def dataset_epochs(dataset: str) -> dict:
     """The `epochs` block of conf/dataset/<dataset>.yaml, following its `defaults` (fmnist_boot -> fmnist)."""
-    spec = yaml.safe_load((CONF / "dataset" / f"{dataset}.yaml").read_text())
+    spec = OmegaConf.to_container(OmegaConf.load(CONF / "dataset" / f"{dataset}.yaml"))
     if "epochs" in spec:
         return spec["epochs"]
     bases = [d for d in spec.get("defaults", []) if isinstance(d, str) and d != "_self_"]
@@ -95,7 +95,7 @@ def paper_epochs(model: str, dataset: str) -> int:
     epochs = dataset_epochs(dataset)
     if model != "itsr":
         return epochs[model]
-    rounds = yaml.safe_load((CONF / "refine" / "itsr.yaml").read_text())["model"]["refinement"]["rounds"]
+    rounds = OmegaConf.load(CONF / "refine" / "itsr.yaml").model.refinement.rounds
     return epochs["itsr_pretrain"] + rounds * epochs["itsr_round"] + epochs["itsr_retrain"]
 
 
