@@ -241,9 +241,14 @@ def check_resume(path: Path, current: dict) -> None:
         )
 
 
+def last_checkpoint(run_dir: Path) -> Path:
+    """<run dir>/checkpoints/last.ckpt: the link to the newest checkpoint, which ckpt_path=auto resumes."""
+    return run_dir / CHECKPOINT_DIR / "last.ckpt"
+
+
 def checkpoint_epoch(run_dir: Path) -> int | None:
     """Epochs completed in the run directory's last checkpoint, or None when there is none."""
-    last = run_dir / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(run_dir)
     try:
         return int(torch.load(last, map_location="cpu", weights_only=True)["epoch"]) + 1
     except Exception:  # no checkpoint, or one that cannot be read: nothing to resume from
@@ -383,7 +388,7 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
     """
     if ckpt_path is None:
         return None
-    last = run_dir / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(run_dir)
     if ckpt_path == AUTO_RESUME:
         return str(last) if last.exists() else None
     path = last if ckpt_path == LAST_CHECKPOINT else Path(ckpt_path)

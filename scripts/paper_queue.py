@@ -26,12 +26,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from itsr.runtime import run_dir_holder
+from itsr.results import FAILURE_FILE, METRICS_FILE
+from itsr.runtime import last_checkpoint, run_dir_holder
 
 REPO = Path(__file__).resolve().parent.parent
-METRICS_FILE = "metrics.json"
-FAILED_FILE = "failed.json"
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"  # itsr.runtime's, which ckpt_path=auto resumes
 PROGRESS_EVERY = 50  # epochs between progress lines in a run's log
 
 
@@ -46,13 +44,13 @@ def load_paper_grid():
 def state(run_dir: Path) -> str:
     """finished (results written), live (a job holds the run directory's lock: training elsewhere),
     resumable (a checkpoint, no results), failed, or new."""
-    if (run_dir / METRICS_FILE).is_file() and not (run_dir / FAILED_FILE).is_file():
+    if (run_dir / METRICS_FILE).is_file() and not (run_dir / FAILURE_FILE).is_file():
         return "finished"
     if run_dir_holder(run_dir) is not None:
         return "live"
-    if (run_dir / LAST_CHECKPOINT).exists():
+    if last_checkpoint(run_dir).exists():
         return "resumable"
-    if (run_dir / FAILED_FILE).is_file():
+    if (run_dir / FAILURE_FILE).is_file():
         return "failed"
     return "new"
 
