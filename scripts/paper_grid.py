@@ -8,8 +8,9 @@ command that runs each: one list for the CPU queue, a SLURM grid and the GPU scr
 
 A run belongs to the grid when its metrics.json says the grid's precision (bf16-mixed, recorded in
 `provenance`) and it has a held-out slice (both threshold rules). A grid run in another precision, or
-without a hold-out, is listed as a rerun: move it aside (e.g. results/paper/fp32/) before collecting the
-rerun, since scripts/collect_runs.py never overwrites a committed run.
+without a hold-out, is listed as a rerun: scripts/paper_queue.py moves it aside (results/paper/fp32/) when
+it collects the rerun; by hand, move it before collecting, since scripts/collect_runs.py never overwrites a
+committed run.
 """
 
 from __future__ import annotations

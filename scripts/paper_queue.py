@@ -11,18 +11,28 @@ longer than a session finishes over several), then new runs, shortest first. A r
 holds (the lock of itsr.runtime: another queue, a hand-started run) is left to it, so two queues side by
 side (`--jobs 1` each) never train one run twice. A run that finished in OUT
 but is not yet in results/paper/runs is collected (scripts/collect_runs.py), not rerun; so is every run
-that finishes while the queue runs. Committing stays a person's step. Run it from a git worktree: Hydra
-re-reads conf/ for each run, and an edit in the checkout would change runs mid-queue.
+that finishes while the queue runs. A finished rerun (a committed run in another precision, or without a
+hold-out: see scripts/paper_grid.py) first moves the run it replaces aside, to RUNS/../fp32/<name> (or
+RUNS/../<precision>-no-holdout/<name>), so that the report reads the grid's run and the old one stays
+committed for comparison. Committing stays a person's step. Run it from a git worktree: Hydra re-reads
+conf/ for each run, and an edit in the checkout would change runs mid-queue.
+
+`--start-within MINUTES` starts no run once that many minutes have passed since the queue started (a run
+still collects when it finishes): size the queue to a session, since a run cut short restarts from its
+last checkpoint only where OUT survives to the next session.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -78,7 +88,33 @@ def run_command(grid, name: str, model: str, dataset: str, seed: int, out: Path,
     ]
 
 
-def collect(name: str, out: Path, runs: Path) -> int:
+def superseded_home(grid, runs: Path, name: str) -> Path | None:
+    """Where the committed run `name` goes when its grid rerun is collected: RUNS/../fp32/<name> for a run
+    in fp32 (recorded as 32-true, or before provenance was recorded), RUNS/../<precision>-no-holdout/<name>
+    for one without a held-out slice; None when `runs` holds no such run."""
+    committed = runs / name
+    why = grid.why_wanted(committed)
+    if not committed.is_dir() or why is None or not why.startswith("rerun"):
+        return None  # nothing there, or unreadable: collect_runs.py then refuses to overwrite it, by name
+    metrics = json.loads((committed / METRICS_FILE).read_text())
+    precision = (metrics.get("provenance") or {}).get("precision") or "32-true"
+    folder = "fp32" if precision == "32-true" else f"{precision}-no-holdout"
+    return runs.parent / folder / name
+
+
+def collect(grid, name: str, out: Path, runs: Path) -> int:
+    home = superseded_home(grid, runs, name)
+    if home is not None:
+        if home.exists():
+            print(
+                f"{name}: cannot move the run it replaces out of {runs}: {home} exists; move one of them by hand, "
+                f"then run the queue again to collect {out / name}",
+                flush=True,
+            )
+            return 1
+        home.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(runs / name), str(home))
+        print(f"{name}: the run it replaces moved to {home}", flush=True)
     return subprocess.run(
         [
             sys.executable,
@@ -102,7 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "outputs/paper", help="where the runs train")
     parser.add_argument("--skip", default="", help="comma-separated run names to leave out (running elsewhere)")
     parser.add_argument("--dry-run", action="store_true", help="print the queue and the commands, run nothing")
+    parser.add_argument(
+        "--start-within",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help="start no run after this many minutes (finished runs are still collected); default: no limit",
+    )
     args = parser.parse_args(argv)
+    if args.start_within is not None and not args.start_within > 0:
+        print(f"paper_queue: --start-within {args.start_within:g}: give a positive number of minutes", file=sys.stderr)
+        return 2
     cores = os.cpu_count() or 1
     if not 1 <= args.jobs <= cores:
         print(
@@ -135,13 +181,19 @@ def main(argv: list[str] | None = None) -> int:
         "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"),
     }
     lock = threading.Lock()
-    failures = []
+    failures, late = [], []
+    last_start = None if args.start_within is None else time.monotonic() + 60 * args.start_within
 
     def one(row) -> None:
         name, model, dataset, seed, _ = row
         run_state = state(args.out / name)  # again: another queue may have taken or finished it meanwhile
         if run_state == "live":
             print(f"{name}: a job runs there now; left to it", flush=True)
+            return
+        if run_state != "finished" and last_start is not None and time.monotonic() > last_start:
+            with lock:
+                late.append(name)
+                print(f"{name}: not started, --start-within {args.start_within:g} min has passed", flush=True)
             return
         if run_state != "finished":
             with open(args.out / f"{name}.log", "a") as log:
@@ -155,12 +207,15 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name}: exit {done.returncode}; its log: {args.out / name}.log", flush=True)
                 return
         with lock:
-            if collect(name, args.out, args.runs) != 0:
+            if collect(grid, name, args.out, args.runs) != 0:
                 failures.append(name)
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(one, rows))
-    print(f"queue done: {len(rows) - len(failures)} of {len(rows)} runs finished and collected into {args.runs}")
+    done = len(rows) - len(failures) - len(late)
+    print(f"queue done: {done} of {len(rows)} runs finished and collected into {args.runs}", flush=True)
+    if late:
+        print(f"not started (--start-within): {', '.join(late)}")
     return 1 if failures else 0
 
 

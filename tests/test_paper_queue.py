@@ -79,3 +79,52 @@ def test_bad_arguments_are_named(tmp_path) -> None:
     missing = run_script("paper_queue.py", "--runs", tmp_path / "nowhere")
     assert missing.returncode == 2 and "is not a directory" in missing.stderr
     assert "Traceback" not in jobs.stderr + missing.stderr
+
+
+def finished_grid_run(run_dir, precision: str = "bf16-mixed", holdout: bool = True) -> None:
+    """A run directory as itsr.run leaves it when it has finished (the files collect_runs copies)."""
+    run_dir.mkdir(parents=True)
+    metrics = {"provenance": {"precision": precision}, **({"holdout": {"fraction": 0.1}} if holdout else {})}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    (run_dir / "config.yaml").write_text(f"trainer:\n  precision: {precision}\n")
+
+
+@pytest.mark.parametrize(
+    ("precision", "holdout", "home"),
+    [("32-true", False, "fp32"), ("bf16-mixed", False, "bf16-mixed-no-holdout")],
+)
+def test_a_finished_rerun_moves_the_run_it_replaces_aside_and_takes_its_place(
+    tmp_path, precision, holdout, home
+) -> None:
+    runs, out = tmp_path / "results" / "runs", tmp_path / "out"
+    name = "ae_mnist_0v2_a0.05_s0"
+    grid_runs_except(runs, {name})
+    finished_grid_run(runs / name, precision, holdout)  # committed, but not in the grid's precision/hold-out
+    finished_grid_run(out / name)  # its rerun, finished in OUT
+    done = run_script("paper_queue.py", "--jobs", "1", "--runs", runs, "--out", out)
+    assert done.returncode == 0, done.stdout + done.stderr
+    moved = json.loads((tmp_path / "results" / home / name / "metrics.json").read_text())
+    assert moved["provenance"]["precision"] == precision and "holdout" not in moved
+    collected = json.loads((runs / name / "metrics.json").read_text())
+    assert collected["provenance"]["precision"] == "bf16-mixed" and collected["holdout"]["fraction"] == 0.1
+    # a second superseded run of that name would overwrite the first one's home: refused, by name, nothing moved
+    finished_grid_run(tmp_path / "again" / name, precision, holdout)
+    (runs / name).rename(tmp_path / "rerun")
+    (tmp_path / "again" / name).rename(runs / name)
+    refused = run_script("paper_queue.py", "--jobs", "1", "--runs", runs, "--out", out)
+    assert refused.returncode == 1 and f"{tmp_path / 'results' / home / name} exists" in refused.stdout
+    assert json.loads((runs / name / "metrics.json").read_text())["provenance"]["precision"] == precision
+
+
+def test_start_within_starts_no_run_after_its_minutes_but_still_collects(tmp_path) -> None:
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    finished, new = "aae_mnist_0v2_a0.05_s1", "aae_mnist_0v2_a0.05_s2"
+    grid_runs_except(runs, {finished, new})
+    finished_grid_run(out / finished)
+    done = run_script("paper_queue.py", "--jobs", "1", "--runs", runs, "--out", out, "--start-within", "1e-9")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{new}: not started, --start-within 1e-09 min has passed" in done.stdout
+    assert (runs / finished / "metrics.json").is_file()  # collected though the time had passed
+    assert not (out / new).exists() and not (out / f"{new}.log").exists()  # never started
+    bad = run_script("paper_queue.py", "--start-within", "0", "--runs", runs)
+    assert bad.returncode == 2 and "--start-within 0: give a positive number of minutes" in bad.stderr
