@@ -16,6 +16,10 @@ against "hurt", over all runs and per base detector, and the best a threshold on
 for any guard built on that signal. Runs whose base trained for other epochs (the networks' plain AE) are
 left out: their training scores differ for another reason.
 
+`--guard BASE:SIGNAL:<=|>=:THRESHOLD --guard-chosen-on SETTING,...` tests a guard fixed in advance (one
+the best-guard table suggested on some settings) on the runs of BASE in every other setting: the only
+evidence for a guard that its own choice did not see.
+
 `--merge signals.csv` keeps the rows of an earlier run of this script for the runs the given directories
 do not hold (the score files are not committed, so a grown profile adds its new runs to the committed
 rows instead of needing every run directory again); a run found in both is recomputed.
@@ -180,7 +184,56 @@ def best_guard(rows: list[dict], signal: str) -> dict:
     return best
 
 
-def render(rows: list[dict], skipped: list[str], command: str) -> str:
+def parse_guard(text: str) -> dict:
+    """BASE:SIGNAL:<=|>=:THRESHOLD as a dict; ValueError says what is wrong and what a guard looks like."""
+    parts = text.split(":")
+    example = "e.g. deepsvdd:rank_stability:<=:0.109"
+    if len(parts) != 4:
+        raise ValueError(f"--guard {text!r}: give BASE:SIGNAL:<=|>=:THRESHOLD, {example}")
+    base, signal, direction, threshold = parts
+    if signal not in SIGNALS:
+        raise ValueError(f"--guard {text!r}: unknown signal {signal!r}; one of {', '.join(SIGNALS)}")
+    if direction not in ("<=", ">="):
+        raise ValueError(f"--guard {text!r}: the direction is <= or >=, {example}")
+    try:
+        value = float(threshold)
+    except ValueError:
+        raise ValueError(f"--guard {text!r}: the threshold {threshold!r} is not a number, {example}") from None
+    return {"base": base, "signal": signal, "direction": direction, "threshold": value}
+
+
+def held_out_guard(rows: list[dict], guard: dict, chosen_on: set[str]) -> dict:
+    """A fixed guard on the runs of its base outside the settings it was chosen on: how many it refines, the
+    mean gains refining always against guarded (a run the guard skips keeps its base: gain 0), and how well
+    its signal separates the not-hurt from the hurt runs there."""
+    signal, sign = guard["signal"], 1.0 if guard["direction"] == ">=" else -1.0
+    test = [
+        r
+        for r in rows
+        if r["base"] == guard["base"]
+        and r["setting"] not in chosen_on
+        and not math.isnan(r[signal])
+        and not math.isnan(r["gain_observed"])
+    ]
+    refined = [r for r in test if sign * r[signal] >= sign * guard["threshold"]]
+
+    def mean_gain(kept: list[dict], split: str) -> float:
+        values = [r[f"gain_{split}"] for r in kept if not math.isnan(r[f"gain_{split}"])]
+        return sum(values) / len(test) if test else math.nan
+
+    auroc, fine, hurt = separation(test, signal)
+    return {
+        "runs": len(test),
+        "settings": len({r["setting"] for r in test}),
+        "refined": len(refined),
+        "hurt": hurt,
+        "auroc": auroc,
+        **{f"always_{s}": mean_gain(test, s) for s in ("observed", "unobserved")},
+        **{f"guarded_{s}": mean_gain(refined, s) for s in ("observed", "unobserved")},
+    }
+
+
+def render(rows: list[dict], skipped: list[str], command: str, guards=(), chosen_on: frozenset = frozenset()) -> str:
     def num(v: float, digits: int = 3) -> str:
         return "–" if math.isnan(v) else f"{v:.{digits}f}"
 
@@ -250,6 +303,28 @@ def render(rows: list[dict], skipped: list[str], command: str) -> str:
                 f"{num(guard['always_observed'])} → {num(guard['observed'])} | "
                 f"{num(guard['always_unobserved'])} → {num(guard['unobserved'])} |"
             )
+    if guards:
+        lines += [
+            "",
+            "## Guards fixed in advance, on runs they were not chosen on",
+            "",
+            f"Chosen on: {', '.join(sorted(chosen_on)) or 'nothing named'}. Tested on every other setting's runs of "
+            "the guard's base: the only evidence for a guard that its own choice did not see. AUROC as above "
+            "(not hurt against hurt), in the direction the guard reads its signal when it is >=.",
+            "",
+            "| guard | runs (settings) | hurt | AUROC | runs refined | observed gain: always → guarded "
+            "| unobserved gain: always → guarded |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for guard in guards:
+            test = held_out_guard(rows, guard, set(chosen_on))
+            rule = f"{guard['base']}: refine where {guard['signal']} {guard['direction']} {guard['threshold']:g}"
+            lines.append(
+                f"| {rule} | {test['runs']} ({test['settings']}) | {test['hurt']} | {num(test['auroc'])} | "
+                f"{test['refined']} of {test['runs']} | {num(test['always_observed'])} → "
+                f"{num(test['guarded_observed'])} | {num(test['always_unobserved'])} → "
+                f"{num(test['guarded_unobserved'])} |"
+            )
     if skipped:
         lines += ["", "## Left out", ""] + [f"- {s}" for s in skipped]
     return "\n".join(lines) + "\n"
@@ -266,7 +341,27 @@ def main(argv: list[str] | None = None) -> int:
         metavar="CSV",
         help="an earlier --csv output: keep its rows for runs the directories do not hold (may be the --csv file)",
     )
+    parser.add_argument(
+        "--guard",
+        action="append",
+        default=[],
+        metavar="BASE:SIGNAL:<=|>=:THRESHOLD",
+        help="a guard fixed in advance, tested on the settings outside --guard-chosen-on (repeatable)",
+    )
+    parser.add_argument(
+        "--guard-chosen-on",
+        default="",
+        metavar="SETTINGS",
+        help="comma-separated settings the guards were chosen on (e.g. mnist_0v2,mnist_3v1), left out of their test",
+    )
     args = parser.parse_args(argv)
+    try:
+        guards = [parse_guard(text) for text in args.guard]
+    except ValueError as exc:
+        parser.error(str(exc))
+    chosen_on = frozenset(s for s in args.guard_chosen_on.split(",") if s)
+    if guards and not chosen_on:
+        parser.error("--guard needs --guard-chosen-on: the settings it was chosen on, which its test leaves out")
     missing = [d for d in args.dirs if not d.is_dir()]
     if missing:
         parser.error(f"no such directory: {', '.join(map(str, missing))}")
@@ -283,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         parser.error(f"no refined run with its plain base and {SCORES_FILE} under {', '.join(map(str, args.dirs))}")
     command = "python scripts/refine_signals.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    args.out.write_text(render(rows, skipped, command))
+    args.out.write_text(render(rows, skipped, command, guards, chosen_on))
     if args.csv:
         with args.csv.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))

@@ -298,3 +298,40 @@ def test_refine_signals_reads_a_networks_reconstruction_error_and_names_a_file_i
     assert "itsr_fmnist_0.05_0: no score column (score, rec_error) in train_scores.csv" in text
     row = (tmp_path / "s.csv").read_text().splitlines()[1].split(",")
     assert float(row[-2]) > 2.0  # candidate lift: A moved 3 of the rest's standard deviations up
+
+
+def test_refine_signals_tests_a_guard_fixed_in_advance_on_the_settings_it_was_not_chosen_on(tmp_path) -> None:
+    """A lift guard chosen on MNIST 0 v 2 is judged on the other two settings only: there it refines the helped
+    run and keeps the hurt run's base, so the mean observed gain rises from +0.025 to +0.050; read the other
+    way round (<=) it keeps only the hurt run (-0.025). A malformed guard is an error that names it."""
+    rng = np.random.default_rng(1)
+    for pair in (HELPED, HURT, ("mnist_0v2", 0.50, 0.90, 3.0)):
+        knn_pair(tmp_path, *pair, rng)
+    done = run_signals(
+        tmp_path,
+        "--out",
+        tmp_path / "g.md",
+        "--guard",
+        "knn:candidate_lift:>=:1.0",
+        "--guard",
+        "knn:candidate_lift:<=:1.0",
+        "--guard-chosen-on",
+        "mnist_0v2",
+    )
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "g.md").read_text()
+    assert "Chosen on: mnist_0v2." in text
+    ahead = next(line for line in text.splitlines() if line.startswith("| knn: refine where candidate_lift >= 1 |"))
+    assert "| 2 (2) | 1 | 1.000 | 1 of 2 | 0.025 → 0.050 |" in ahead  # the chosen-on run (+0.40) is not counted
+    behind = next(line for line in text.splitlines() if line.startswith("| knn: refine where candidate_lift <= 1 |"))
+    assert "| 1 of 2 | 0.025 → -0.025 |" in behind
+    for guard, says in (
+        ("knn:candidate_lift:>:1", "the direction is <= or >="),
+        ("knn:lift:>=:1", "unknown signal 'lift'"),
+        ("knn:candidate_lift:>=", "give BASE:SIGNAL:<=|>=:THRESHOLD"),
+    ):
+        bad = run_signals(tmp_path, "--out", tmp_path / "b.md", "--guard", guard, "--guard-chosen-on", "mnist_0v2")
+        assert bad.returncode == 2 and says in bad.stderr and "Traceback" not in bad.stderr
+    alone = run_signals(tmp_path, "--out", tmp_path / "b.md", "--guard", "knn:candidate_lift:>=:1")
+    assert alone.returncode == 2 and "--guard needs --guard-chosen-on" in alone.stderr
+    assert not (tmp_path / "b.md").exists()
