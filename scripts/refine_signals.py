@@ -309,8 +309,8 @@ def render(rows: list[dict], skipped: list[str], command: str, guards=(), chosen
             "## Guards fixed in advance, on runs they were not chosen on",
             "",
             f"Chosen on: {', '.join(sorted(chosen_on)) or 'nothing named'}. Tested on every other setting's runs of "
-            "the guard's base: the only evidence for a guard that its own choice did not see. AUROC as above "
-            "(not hurt against hurt), in the direction the guard reads its signal when it is >=.",
+            "the guard's base: the only evidence for a guard that its own choice did not see. AUROC as above, "
+            "not hurt against hurt: a `>=` guard needs it above 0.5 there, a `<=` guard below.",
             "",
             "| guard | runs (settings) | hurt | AUROC | runs refined | observed gain: always → guarded "
             "| unobserved gain: always → guarded |",
