@@ -158,10 +158,15 @@ def config_fingerprint(config: dict) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def provenance(config: dict, device: str, precision: str) -> dict:
-    """The metrics.json block: code, versions, precision, hardware and the config's fingerprint."""
+def provenance(config: dict, device: str, precision: str, code_at_start: dict) -> dict:
+    """The metrics.json block: code, versions, precision, hardware and the config's fingerprint. `code` is the
+    code the run started with (taken before training); where the checkout changed while it trained (a
+    worktree moved, a file edited), `code_at_end` says to what, so a long run cannot claim a later commit."""
+    at_end = code_version()
+    changed = {"code_at_end": at_end} if at_end != code_at_start else {}
     return {
-        "code": code_version(),
+        "code": code_at_start,
+        **changed,
         "versions": library_versions(),
         "precision": precision,
         "hardware": hardware(device),

@@ -30,7 +30,7 @@ from itsr.evaluation import evaluate
 from itsr.interface import RunModel
 from itsr.library_warnings import silence_third_party_noise
 from itsr.network_run import NetworkRun
-from itsr.provenance import provenance, write_config
+from itsr.provenance import code_version, provenance, write_config
 from itsr.results import METRICS_FILE, console_summary, headline_bacc, nan_to_none, run_metrics, write_run_scores
 from itsr.runtime import (
     configure_torch,
@@ -75,6 +75,7 @@ def build_run_model(cfg: DictConfig, config: dict, extra_callbacks: tuple) -> Ru
 def _train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple) -> dict:
     """train_and_evaluate, holding the run directory."""
     started = time.time()
+    code_at_start = code_version()  # before training: the code this run (or this resumed part) ran
     config = resolved_config(cfg)
     model = build_run_model(cfg, config, extra_callbacks)
     ckpt_path = model.checkpoint(run_dir, config)
@@ -102,7 +103,7 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple) 
         metrics = run_metrics(
             dm, model.identity(), result, train_summary, started, model.device, torch.get_num_threads()
         )
-        metrics["provenance"] = provenance(config, model.device, model.precision)
+        metrics["provenance"] = provenance(config, model.device, model.precision, code_at_start)
         model.add_results(metrics, run_dir)
         metrics = nan_to_none(metrics)
         write_json_atomic(run_dir / METRICS_FILE, metrics)

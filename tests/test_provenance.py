@@ -190,3 +190,22 @@ def test_a_copy_without_git_records_the_commit_it_was_made_at(tmp_path, monkeypa
     assert recorded["commit"] == "0123abc" and recorded["dirty"] is None
     monkeypatch.delenv("ITSR_CODE_COMMIT")
     assert code_version(tmp_path)["commit"] is None
+
+
+def test_a_run_records_the_code_it_started_with_and_says_when_the_checkout_changed_meanwhile(
+    tmp_path, monkeypatch
+) -> None:
+    """A worktree moved while a run trained: metrics.json names the commit the run started at, not the one
+    found at its end, and records the later one apart; a run whose checkout did not change records no second."""
+    start, end = {"commit": "a" * 40, "dirty": False}, {"commit": "b" * 40, "dirty": False}
+    seen = iter([start, end])
+    monkeypatch.setattr("itsr.run.code_version", lambda: next(seen))
+    monkeypatch.setattr("itsr.provenance.code_version", lambda: next(seen))
+    moved = train_and_evaluate(compose_cfg(["model=knn", "threads=1"]), tmp_path / "moved")
+    assert moved["provenance"]["code"] == start and moved["provenance"]["code_at_end"] == end
+    assert json.loads((tmp_path / "moved" / "metrics.json").read_text())["provenance"]["code"]["commit"] == "a" * 40
+    same = iter([start, start])
+    monkeypatch.setattr("itsr.run.code_version", lambda: next(same))
+    monkeypatch.setattr("itsr.provenance.code_version", lambda: next(same))
+    still = train_and_evaluate(compose_cfg(["model=knn", "threads=1"]), tmp_path / "still")
+    assert still["provenance"]["code"] == start and "code_at_end" not in still["provenance"]
