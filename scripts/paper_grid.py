@@ -61,6 +61,12 @@ def command(model: str, dataset: str, alpha: float, seed: int) -> str:
     return "python -m itsr.run " + " ".join(overrides(model, dataset, alpha, seed))
 
 
+def recorded_precision(metrics: dict) -> str | None:
+    """The precision a run's metrics.json records (None: not recorded, i.e. fp32 from before provenance)."""
+    provenance = metrics.get("provenance")
+    return provenance.get("precision") if isinstance(provenance, dict) else None
+
+
 def why_wanted(run_dir: Path) -> str | None:
     """None when `run_dir` holds a finished grid run; else why it must (re)run."""
     metrics_file = run_dir / METRICS_FILE
@@ -72,8 +78,7 @@ def why_wanted(run_dir: Path) -> str | None:
         return f"unreadable {METRICS_FILE} ({type(error).__name__})"
     if not isinstance(metrics, dict):
         return f"unreadable {METRICS_FILE} (not an object)"
-    provenance = metrics.get("provenance")
-    precision = provenance.get("precision") if isinstance(provenance, dict) else None
+    precision = recorded_precision(metrics)
     if precision != GRID_PRECISION:
         recorded = precision or "not recorded (fp32, before provenance)"
         return f"rerun: precision {recorded}, the grid runs {GRID_PRECISION}"

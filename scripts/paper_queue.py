@@ -96,9 +96,7 @@ def superseded_home(grid, runs: Path, name: str) -> Path | None:
     why = grid.why_wanted(committed)
     if not committed.is_dir() or why is None or not why.startswith("rerun"):
         return None  # nothing there, or unreadable: collect_runs.py then refuses to overwrite it, by name
-    metrics = json.loads((committed / METRICS_FILE).read_text())
-    provenance = metrics.get("provenance")
-    precision = (provenance.get("precision") if isinstance(provenance, dict) else None) or "32-true"
+    precision = grid.recorded_precision(json.loads((committed / METRICS_FILE).read_text())) or "32-true"
     folder = "fp32" if precision == "32-true" else f"{precision}-no-holdout"
     return runs.parent / folder / name
 

@@ -145,9 +145,14 @@ def merge_rows(new: list[dict], earlier: list[dict]) -> list[dict]:
     return sorted(new + [r for r in earlier if row_key(r) not in fresh], key=lambda r: (r["base"],) + row_key(r))
 
 
+def with_signal(rows: list[dict], signal: str) -> list[dict]:
+    """The rows that have both the signal and an observed gain (older runs recorded no `score_gap`)."""
+    return [r for r in rows if not math.isnan(r[signal]) and not math.isnan(r["gain_observed"])]
+
+
 def separation(rows: list[dict], signal: str) -> tuple[float, int, int]:
     """(AUROC of the signal for not-hurt against hurt, runs not hurt, runs hurt)."""
-    clean = [r for r in rows if not math.isnan(r[signal]) and not math.isnan(r["gain_observed"])]
+    clean = with_signal(rows, signal)
     hurt = [r[signal] for r in clean if r["gain_observed"] < -EFFECT]
     fine = [r[signal] for r in clean if r["gain_observed"] >= -EFFECT]
     return pair_auroc(fine, hurt), len(fine), len(hurt)
@@ -156,7 +161,7 @@ def separation(rows: list[dict], signal: str) -> tuple[float, int, int]:
 def best_guard(rows: list[dict], signal: str) -> dict:
     """The threshold on a signal that maximises the mean observed gain when runs on the wrong side of it keep
     their base (gain 0), in the direction the signal's AUROC points; chosen with the outcomes in hand."""
-    clean = [r for r in rows if not math.isnan(r[signal]) and not math.isnan(r["gain_observed"])]
+    clean = with_signal(rows, signal)
     auroc, _, _ = separation(clean, signal)
     sign = 1.0 if math.isnan(auroc) or auroc >= 0.5 else -1.0
     if not clean:
@@ -207,14 +212,7 @@ def held_out_guard(rows: list[dict], guard: dict, chosen_on: set[str]) -> dict:
     mean gains refining always against guarded (a run the guard skips keeps its base: gain 0), and how well
     its signal separates the not-hurt from the hurt runs there."""
     signal, sign = guard["signal"], 1.0 if guard["direction"] == ">=" else -1.0
-    test = [
-        r
-        for r in rows
-        if r["base"] == guard["base"]
-        and r["setting"] not in chosen_on
-        and not math.isnan(r[signal])
-        and not math.isnan(r["gain_observed"])
-    ]
+    test = [r for r in with_signal(rows, signal) if r["base"] == guard["base"] and r["setting"] not in chosen_on]
     refined = [r for r in test if sign * r[signal] >= sign * guard["threshold"]]
 
     def mean_gain(kept: list[dict], split: str) -> float:
