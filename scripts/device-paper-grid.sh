@@ -44,6 +44,8 @@ python=${PYTHON:-python3}
 case $python in */*) python=$(absolute "$python") ;; esac
 trainer=${TRAINER:-gpu}
 precision=${PRECISION:-bf16-mixed}  # the grid's (scripts/paper_grid.py); a local try on a CPU without bf16: 32-true
+# a grid run's overrides come from scripts/paper_grid.py --format args; PRECISION, when set, overrides theirs
+precision_override=${PRECISION:+trainer.precision=$PRECISION}
 jobs=${JOBS:-4}
 cd "$(dirname "$0")/.." || exit 2
 mkdir -p "$out" "$work"
@@ -96,27 +98,26 @@ if [ "$bench_s" -gt 0 ]; then
     echo "bench: exit $? after $(( $(date +%s) - start )) s" >> "$summary"
 fi
 
-"$python" scripts/paper_grid.py --runs "$runs" --format specs --order shortest --skip "${SKIP:-}" > "$work/todo.txt" || exit 2
+"$python" scripts/paper_grid.py --runs "$runs" --format args --order shortest --skip "${SKIP:-}" > "$work/todo.txt" || exit 2
 echo "$(grep -c . "$work/todo.txt") runs to do, $jobs at a time, deadline ${deadline}s" >> "$summary"
 
-run_one() {  # name model dataset seed: one run, stopped by SIGTERM at the deadline
-    local name=$1 model=$2 dataset=$3 seed=$4
+run_one() {  # name override...: one run, stopped by SIGTERM at the deadline
+    local name=$1; shift
     local left=$(( deadline - ($(date +%s) - start) ))
     if [ "$left" -le 30 ]; then echo "$name not started (deadline)"; return; fi
     local t0=$(date +%s)
-    timeout -k 20 -s TERM "$left" "$python" -m itsr.run experiment=paper model="$model" dataset="$dataset" \
-        alpha=0.05 seed="$seed" trainer="$trainer" trainer.precision="$precision" scoring.holdout_fraction=0.1 \
+    timeout -k 20 -s TERM "$left" "$python" -m itsr.run "$@" trainer="$trainer" $precision_override \
         threads=1 hydra.run.dir="$work/$name" $EXTRA > "$work/$name.log" 2>&1
     echo "$name exit $? after $(( $(date +%s) - t0 )) s"
 }
 export -f run_one
-export deadline start python trainer precision work EXTRA=${EXTRA:-}
+export deadline start python trainer precision_override work EXTRA=${EXTRA:-}
 xargs -r -P "$jobs" -L 1 bash -c 'run_one "$@"' _ < "$work/todo.txt" >> "$summary"
 
 pack=$(mktemp -d)
 mkdir -p "$pack/logs"
 tail -n 60 "$out/preflight.log" > "$pack/logs/preflight.log"
-while read -r name model dataset seed; do
+while read -r name _; do
     [ -n "$name" ] || continue
     [ -f "$work/$name.log" ] && tail -n 60 "$work/$name.log" > "$pack/logs/$name.log"
     if [ -f "$work/$name/metrics.json" ] && [ ! -f "$work/$name/failed.json" ]; then

@@ -5,6 +5,7 @@ command that runs each: one list for the CPU queue, a SLURM grid and the GPU scr
     python scripts/paper_grid.py                      # a table: run, why it is wanted, command
     python scripts/paper_grid.py --format specs       # "name model dataset seed" per line, for scripts
     python scripts/paper_grid.py --format specs --order shortest   # the shortest runs first (a GPU's pool)
+    python scripts/paper_grid.py --format args        # "name override ..." per line: what the GPU script runs
 
 A run belongs to the grid when its metrics.json says the grid's precision (bf16-mixed, recorded in
 `provenance`) and it has a held-out slice (both threshold rules). A grid run in another precision, or
@@ -129,7 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("results/paper/runs"), help="committed runs")
     parser.add_argument("--alpha", type=float, default=FIG5_ALPHA, help="contamination (Fig. 5: 0.05)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
-    parser.add_argument("--format", choices=("table", "specs"), default="table")
+    parser.add_argument(
+        "--format",
+        choices=("table", "specs", "args"),
+        default="table",
+        help="table: Markdown with why and the command; specs: 'name model dataset seed' per line; args: "
+        "'name' and the run's itsr.run overrides per line (scripts/device-paper-grid.sh runs these)",
+    )
     parser.add_argument(
         "--order",
         choices=("seed", "shortest"),
@@ -165,9 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [w for w in wanted if w[0] not in skipped]
     if args.order == "shortest":
         wanted.sort(key=lambda w: (run_cost(w[1], w[2]), w[3]))
-    if args.format == "specs":  # nothing at all when nothing is left (a script's loop then runs nothing)
+    if args.format in ("specs", "args"):  # nothing at all when nothing is left (a script's loop then runs nothing)
         for name, model, dataset, seed, _ in wanted:
-            print(f"{name} {model} {dataset} {seed}")
+            rest = [model, dataset, str(seed)] if args.format == "specs" else overrides(model, dataset, args.alpha, seed)
+            print(" ".join([name, *rest]))
         return 0
     total = len(FIG5_DATASETS) * len(FIG5_MODELS) * len(seeds)
     print(f"{total - len(wanted)} of {total} grid runs are in {args.runs}; {len(wanted)} to run:\n")

@@ -53,6 +53,13 @@ def test_the_grid_lists_missing_runs_and_reruns_those_in_another_precision_or_wi
     kind = [m if m == "aae" else f"{m}-{'mnist' if d == 'mnist' else 'fmnist'}" for m, d in runs_in_order]
     assert kind == sorted(kind, key=kinds.index) and set(kind) == set(kinds)
 
+    args = paper_grid("--runs", runs, "--format", "args", "--order", "shortest", "--seeds", "1,0,1")
+    assert [line.split()[0] for line in args.stdout.splitlines()] == [line.split()[0] for line in lines]
+    assert args.stdout.splitlines()[0] == (  # the GPU script's overrides: the same list the table's command shows
+        "aae_fmnist_tshirt_v_boot_a0.05_s0 experiment=paper model=aae dataset=fmnist_boot alpha=0.05 seed=0 "
+        "trainer.precision=bf16-mixed scoring.holdout_fraction=0.1"
+    )
+
     skipped = paper_grid(
         "--runs", runs, "--format", "specs", "--order", "shortest", "--skip", "aae_fmnist_tshirt_v_boot_a0.05_s0"
     )
