@@ -174,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         wanted.sort(key=lambda w: (run_cost(w[1], w[2]), w[3]))
     if args.format in ("specs", "args"):  # nothing at all when nothing is left (a script's loop then runs nothing)
         for name, model, dataset, seed, _ in wanted:
-            rest = [model, dataset, str(seed)] if args.format == "specs" else overrides(model, dataset, args.alpha, seed)
+            rest = (
+                [model, dataset, str(seed)] if args.format == "specs" else overrides(model, dataset, args.alpha, seed)
+            )
             print(" ".join([name, *rest]))
         return 0
     total = len(FIG5_DATASETS) * len(FIG5_MODELS) * len(seeds)
