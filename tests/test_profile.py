@@ -91,6 +91,29 @@ def test_the_profile_tells_gains_wins_failures_and_random_candidates(tmp_path) -
     assert 'AUROC of the gap for "not hurt" against "hurt": 1.000' in text
 
 
+def test_the_method_to_start_with_is_the_best_on_average_not_the_one_that_wins_most_pairs(tmp_path) -> None:
+    runs = tmp_path / "runs"
+    # KNN wins three of four pairs narrowly and fails the fourth; IsolationForest is never far from the best;
+    # OCSVM ran on two pairs only and would win both: it must not compete, nor move anyone's shortfall
+    for pair, knn, iforest in (("a", 0.9, 0.86), ("b", 0.9, 0.86), ("c", 0.9, 0.86), ("d", 0.5, 0.86)):
+        peer_run(runs, "knn", f"mnist_{pair}", 0.05, knn, knn)
+        peer_run(runs, "iforest", f"mnist_{pair}", 0.05, iforest, iforest)
+    for pair in ("a", "d"):
+        peer_run(runs, "ocsvm", f"mnist_{pair}", 0.05, 0.99, 0.99)
+    out = tmp_path / "report.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "itsr.report", str(runs), "--profile", "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    observed = out.read_text().split("## Unobserved split")[0].split("Which method to start with")[1]
+    # IsolationForest: mean 0.86, 0.04 short on a-c, 0 on d; KNN: 3 wins, mean 0.80, 0.36 short on d
+    assert "| 0.05 | 4 | iforest 0.860 | 0.030 / 0.040 | knn (3) | 0.800 | 0.090 / 0.360 | ocsvm (2) |" in observed
+
+
 def test_the_profile_grid_runs_each_way_of_refining_a_network_as_its_own_sweep() -> None:
     """--refine-by svm,batch: the AE plain, and one sweep per way of finding candidates; a peer keeps its one
     sweep over refine=none,itsr (it refines by score only), with PyOD's default contamination."""

@@ -192,6 +192,51 @@ def rank_table(runs: list[Run], split: str) -> list[str]:
     return lines + [""]
 
 
+def _cost(shortfalls: list[float]) -> str:
+    return f"{_num(_mean(shortfalls))} / {_num(max(shortfalls))}"
+
+
+def start_with_table(runs: list[Run], split: str) -> list[str]:
+    """At each alpha, the method a user should start with: the highest mean BACC over class pairs, beside
+    the one that wins most pairs, each with its shortfall (the pair's best BACC minus its own: mean and
+    worst). A method that wins many pairs can still fail badly on the others; the mean shortfall is what
+    choosing it costs on average, the worst what it can cost. Only methods with a BACC on every pair of that
+    alpha compete, so that every method is averaged over the same pairs; the others are named."""
+    table = per_setting(runs, split, "bacc")
+    lines = [
+        f"### Which method to start with, {split} split",
+        "",
+        "Shortfall on a pair: the best BACC any compared method reached there minus this method's; mean / worst "
+        "over the pairs. Compared: the methods with a BACC on every pair of that α.",
+        "",
+        "| α | pairs | highest mean BACC | its shortfall, mean / worst | most pairs won | its mean BACC | "
+        "its shortfall, mean / worst | not compared |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for alpha in sorted({a for _, a in table}):
+        settings = sorted({s for (_, a), values in table.items() if a == alpha for s in values})
+        bacc = {m: v for (m, a), v in table.items() if a == alpha}
+        full = {m: v for m, v in bacc.items() if all(not math.isnan(v.get(s, math.nan)) for s in settings)}
+        left_out = [
+            f"{m} ({sum(not math.isnan(x) for x in bacc[m].values())})" for m in report_order(set(bacc) - set(full))
+        ]
+        if not full:
+            lines.append(f"| {alpha:g} | {len(settings)} | – | – | – | – | – | {', '.join(left_out)} |")
+            continue
+        best = {s: max(v[s] for v in full.values()) for s in settings}
+        shortfall = {m: [best[s] - v[s] for s in settings] for m, v in full.items()}
+        wins = {m: sum(short <= 1e-12 for short in shortfall[m]) for m in full}
+        mean_bacc = {m: _mean(list(v.values())) for m, v in full.items()}
+        by_mean = max(report_order(full), key=lambda m: mean_bacc[m])
+        by_wins = max(report_order(full), key=lambda m: (wins[m], mean_bacc[m]))
+        lines.append(
+            f"| {alpha:g} | {len(settings)} | {by_mean} {_num(mean_bacc[by_mean])} | {_cost(shortfall[by_mean])} | "
+            f"{by_wins} ({wins[by_wins]}) | {_num(mean_bacc[by_wins])} | {_cost(shortfall[by_wins])} | "
+            f"{', '.join(left_out) or '–'} |"
+        )
+    return lines + [""]
+
+
 def failures(runs: list[Run], split: str) -> list[str]:
     """Class pairs and alphas where every method's AUROC is below chance."""
     table = per_setting(runs, split, "auroc")
@@ -322,6 +367,7 @@ def render_profile(runs: list[Run], problems: list, figures: list[str]) -> str:
         lines += level_table(runs, split)
         lines += refinement_gain_table(runs, split)
         lines += rank_table(runs, split)
+        lines += start_with_table(runs, split)
         lines += failures(runs, split)
     lines += precision_table(runs)
     lines += guard_table(runs)
