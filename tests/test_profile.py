@@ -28,6 +28,18 @@ def peer_run(root, model, setting, alpha, bacc, auroc, precision=None, seed=0, g
     write_json_atomic(root / f"{model}_{setting}_{alpha}_{seed}" / "metrics.json", metrics)
 
 
+def profile_report(runs, out) -> None:
+    """`itsr.report RUNS --profile --out OUT`, through the command line, as a user runs it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "itsr.report", str(runs), "--profile", "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def refine_signals(root) -> str:
     """scripts/refine_signals.py over `root` (writing root/signals.md and root/s.csv): the report's text."""
     out = root / "signals.md"
@@ -61,14 +73,7 @@ def test_the_profile_tells_gains_wins_failures_and_random_candidates(tmp_path) -
     peer_run(runs, "knn", "fmnist_6v0", 0.2, 0.40, 0.30)
     peer_run(runs, "iforest", "fmnist_6v0", 0.2, 0.45, 0.40)
     out = tmp_path / "profile" / "report.md"
-    done = subprocess.run(
-        [sys.executable, "-m", "itsr.report", str(runs), "--profile", "--out", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
+    profile_report(runs, out)
     text = out.read_text()
     assert (out.parent / "profile_observed.png").stat().st_size > 1000
     # levels: KNN at 0.1 over its two pairs, 0.65 +- 0.071 BACC
@@ -101,14 +106,7 @@ def test_the_method_to_start_with_is_the_best_on_average_not_the_one_that_wins_m
     for pair in ("a", "d"):
         peer_run(runs, "ocsvm", f"mnist_{pair}", 0.05, 0.99, 0.99)
     out = tmp_path / "report.md"
-    done = subprocess.run(
-        [sys.executable, "-m", "itsr.report", str(runs), "--profile", "--out", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
+    profile_report(runs, out)
     observed = out.read_text().split("## Unobserved split")[0].split("Which method to start with")[1]
     # IsolationForest: mean 0.86, 0.04 short on a-c, 0 on d; KNN: 3 wins, mean 0.80, 0.36 short on d
     assert "| 0.05 | 4 | iforest 0.860 | 0.030 / 0.040 | knn (3) | 0.800 | 0.090 / 0.360 | ocsvm (2) |" in observed
@@ -291,14 +289,7 @@ def test_the_profile_gains_a_refined_network_over_its_base_at_equal_epochs(tmp_p
     network_run("plain_nocurves", "ae", "fmnist", 150, bacc=0.50)
     network_run("svm_nocurves", "ae+itsr-svm", "fmnist", 80, bacc=0.79)
     out = tmp_path / "report.md"
-    done = subprocess.run(
-        [sys.executable, "-m", "itsr.report", str(tmp_path), "--profile", "--out", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
+    profile_report(tmp_path, out)
     observed, unobserved = out.read_text().split("## Unobserved split")
     assert "| ae+itsr-svm | 0.05 | 1 | +0.180 (+0.180, +0.180) | – | 1 | 0 |" in observed
     assert "| ae+itsr-svm | 0.05 | 1 | +0.140 (+0.140, +0.140) |" in unobserved
