@@ -1,6 +1,8 @@
-"""The Fig. 5 grid's CPU queue (issue 24): start it at the beginning of a session, stop it with the session.
+"""The paper grid's CPU queue (issue 24; Fig. 5, then Table 1): start it at the beginning of a session, stop
+it with the session.
 
     python scripts/paper_queue.py --jobs 2                # every missing grid run, two at a time, one thread each
+    python scripts/paper_queue.py --jobs 2 --alpha 0.01   # Table 1's 1% column once Fig. 5's grid is done
     python scripts/paper_queue.py --jobs 1 --dry-run      # the queue, each run's state, and its command
     python scripts/paper_queue.py --jobs 1 --skip NAME,.. -- trainer.precision=bf16-mixed   # overrides last
 
@@ -65,22 +67,24 @@ def state(run_dir: Path) -> str:
     return "new"
 
 
-def queue(grid, runs: Path, out: Path, skip: set[str]) -> list[tuple[str, str, str, int, str]]:
-    """(name, model, dataset, seed, state) of every grid run still missing from `runs`: finished ones
-    first (to collect), then resumable, then new or failed ones, each group shortest first."""
-    wanted = [w for w in grid.todo(runs, grid.FIG5_ALPHA, [0, 1, 2]) if w[0] not in skip]
+def queue(grid, runs: Path, out: Path, skip: set[str], alpha: float) -> list[tuple[str, str, str, int, str]]:
+    """(name, model, dataset, seed, state) of every grid run at `alpha` still missing from `runs`: finished
+    ones first (to collect), then resumable, then new or failed ones, each group shortest first."""
+    wanted = [w for w in grid.todo(runs, alpha, [0, 1, 2]) if w[0] not in skip]
     rank = {"finished": 0, "resumable": 1, "new": 2, "failed": 2, "live": 3}
     rows = [(name, model, dataset, seed, state(out / name)) for name, model, dataset, seed, _ in wanted]
     return sorted(rows, key=lambda r: (rank[r[4]], grid.run_cost(r[1], r[2]), r[3]))
 
 
-def run_command(grid, name: str, model: str, dataset: str, seed: int, out: Path, extra: list[str]) -> list[str]:
+def run_command(
+    grid, name: str, model: str, dataset: str, alpha: float, seed: int, out: Path, extra: list[str]
+) -> list[str]:
     """The grid's command for one run, one thread, into OUT/<name> (the same command resumes it)."""
     return [
         sys.executable,
         "-m",
         "itsr.run",
-        *grid.overrides(model, dataset, grid.FIG5_ALPHA, seed),
+        *grid.overrides(model, dataset, alpha, seed),
         "threads=1",
         f"progress.every_n_epochs={PROGRESS_EVERY}",
         f"hydra.run.dir={out / name}",
@@ -136,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=REPO / "results/paper/runs", help="committed grid runs")
     parser.add_argument("--out", type=Path, default=REPO / "outputs/paper", help="where the runs train")
     parser.add_argument("--skip", default="", help="comma-separated run names to leave out (running elsewhere)")
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="contamination: 0.05 (Fig. 5, the default), 0.01 or 0.001 (Table 1's columns)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the queue and the commands, run nothing")
     parser.add_argument(
         "--start-within",
@@ -159,10 +169,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"paper_queue: {args.runs} is not a directory; pass --runs results/paper/runs", file=sys.stderr)
         return 2
     grid = load_paper_grid()
+    alpha = grid.FIG5_ALPHA if args.alpha is None else args.alpha
+    if alpha not in grid.PAPER_ALPHAS:
+        print(
+            f"paper_queue: --alpha {alpha:g}: the paper's grid has "
+            f"{', '.join(f'{a:g}' for a in grid.PAPER_ALPHAS)} (Fig. 5, then Table 1); for another "
+            "contamination run `python -m itsr.run experiment=paper alpha=...` yourself",
+            file=sys.stderr,
+        )
+        return 2
     skip = {name for name in args.skip.split(",") if name}
-    rows = queue(grid, args.runs, args.out, skip)
-    for name, model, dataset, seed, run_state in rows:
-        print(f"{run_state:<9} {name}: {' '.join(run_command(grid, name, model, dataset, seed, args.out, extra)[1:])}")
+    rows = queue(grid, args.runs, args.out, skip, alpha)
+
+    def command(row) -> list[str]:
+        name, model, dataset, seed, _ = row
+        return run_command(grid, name, model, dataset, alpha, seed, args.out, extra)
+
+    for row in rows:
+        print(f"{row[4]:<9} {row[0]}: {' '.join(command(row)[1:])}")
     live = [r[0] for r in rows if r[4] == "live"]
     if live:
         print(
@@ -184,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     last_start = None if args.start_within is None else time.monotonic() + 60 * args.start_within
 
     def one(row) -> None:
-        name, model, dataset, seed, _ = row
+        name = row[0]
         run_state = state(args.out / name)  # again: another queue may have taken or finished it meanwhile
         if run_state == "live":
             print(f"{name}: a job runs there now; left to it", flush=True)
@@ -197,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         if run_state != "finished":
             with open(args.out / f"{name}.log", "a") as log:
                 done = subprocess.run(
-                    run_command(grid, name, model, dataset, seed, args.out, extra), cwd=REPO, env=env, stdout=log,
+                    command(row), cwd=REPO, env=env, stdout=log,
                     stderr=subprocess.STDOUT,
                 )  # fmt: skip
             if done.returncode != 0:

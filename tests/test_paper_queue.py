@@ -78,7 +78,21 @@ def test_bad_arguments_are_named(tmp_path) -> None:
     assert jobs.returncode == 2 and "--jobs 0: give 1 to" in jobs.stderr
     missing = run_script("paper_queue.py", "--runs", tmp_path / "nowhere")
     assert missing.returncode == 2 and "is not a directory" in missing.stderr
-    assert "Traceback" not in jobs.stderr + missing.stderr
+    alpha = run_script("paper_queue.py", "--alpha", "0.02", "--runs", tmp_path, "--dry-run")
+    assert alpha.returncode == 2 and "--alpha 0.02: the paper's grid has 0.05, 0.01, 0.001" in alpha.stderr
+    assert "Traceback" not in jobs.stderr + missing.stderr + alpha.stderr
+
+
+def test_alpha_queues_table_1s_column_beside_a_finished_fig5_grid(tmp_path) -> None:
+    runs = tmp_path / "runs"
+    grid_runs_except(runs, set())  # Fig. 5 done: at its alpha nothing is left
+    fig5 = run_script("paper_queue.py", "--dry-run", "--runs", runs, "--out", tmp_path / "out")
+    assert fig5.returncode == 0 and fig5.stdout == ""
+    table1 = run_script("paper_queue.py", "--alpha", "0.01", "--dry-run", "--runs", runs, "--out", tmp_path / "out")
+    assert table1.returncode == 0, table1.stderr
+    lines = table1.stdout.splitlines()
+    assert len(lines) == 27 and all(line.startswith("new") and "_a0.01_s" in line for line in lines)
+    assert all(" alpha=0.01 " in line and "experiment=paper" in line for line in lines)
 
 
 def finished_grid_run(run_dir, precision: str = "bf16-mixed", holdout: bool = True) -> None:
