@@ -61,7 +61,7 @@ def generator_loss_per_sample(logits: torch.Tensor, weights: torch.Tensor) -> to
     term drives the negative-weight codes *into* the bulk; their mean log p(z) rose from -4.5..-7.8
     to -2.0..-4.0 during retraining (mode -1.84) while their reconstruction error rose 3-6x
     (results/quick/README.md, scripts/discriminator_map.py). At the paper's 500-1000 retraining epochs
-    it rose the same way in 9 of 10 runs (8 bf16, and an fp32 rerun of one of them) and fell, from -5.2
+    it rose the same way in 10 of 11 runs (9 bf16, and an fp32 rerun of one of them) and fell, from -5.2
     to -23.0, in one fp32 run (results/paper/README.md, results/paper/precision/): neither long training
     nor fp32 reliably pushes the codes out of the bulk. The likelihood term (negative_code_loss="prior")
     pushes on log p(z) directly instead.
