@@ -31,6 +31,13 @@ def validate(cfg: DictConfig) -> None:
     building the light ones (the DataModule, the callbacks) here makes those checks run at start-up."""
     if type(cfg.seed) is not int or not 0 <= cfg.seed <= SEED_MAX:
         raise ConfigError(f"seed must be an integer in 0..{SEED_MAX}, got {cfg.seed!r}")
+    refinement = cfg.model.get("refinement")
+    if refinement is not None and "_target_" not in refinement:  # conf/by/ set `by` with nothing to refine
+        raise ConfigError(
+            f"by={refinement.get('by')}: model={cfg.model.name} runs without refinement, so there are no candidates "
+            f"to find; add refine=itsr (e.g. `model={cfg.model.name} refine=itsr by={refinement.get('by')}`), or "
+            "drop by="
+        )
     for key in ("batch_size", "score_batch_size", "checkpoint.every_n_epochs"):
         _positive_int(cfg, key)
     if cfg.threads is not None:

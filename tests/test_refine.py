@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from itsr.refinement import resolve_by, top_scoring
 from itsr.results import method_label
@@ -45,6 +46,27 @@ def test_by_auto_is_the_svm_for_networks_and_the_score_for_peers() -> None:
         )
     }
     assert list(labels.values()) == ["itsr", "itsr", "aae+itsr-score", "ae+itsr-svm", "knn+itsr-score", "knn"]
+
+
+@pytest.mark.parametrize("model", ["ae", "aae", "itsr", "knn"])
+def test_by_on_the_command_line_is_model_refinement_by(model: str) -> None:
+    """`by=X` (conf/by/) is the same config as `model.refinement.by=X`, and it changes what the default gives."""
+    refine = [] if model == "itsr" else ["refine=itsr"]
+    by = "score" if model == "knn" else "batch"  # not the default's resolution for either kind
+    short = compose_cfg([f"model={model}", *refine, f"by={by}"])
+    long = compose_cfg([f"model={model}", *refine, f"model.refinement.by={by}"])
+    default = compose_cfg([f"model={model}", *refine])
+    assert OmegaConf.to_container(short.model) == OmegaConf.to_container(long.model)
+    assert short.model.refinement.by == by and default.model.refinement.by == "auto"
+    if "callbacks" in short.model:  # a network's refinement callback reads the same node
+        assert short.model.callbacks.refinement.by == by
+
+
+def test_by_without_refinement_is_refused_naming_refine_itsr(tmp_path) -> None:
+    out = run_itsr("model=ae", "by=svm", f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "by=svm: model=ae runs without refinement" in out.stderr and "model=ae refine=itsr by=svm" in out.stderr
+    assert not (tmp_path / "run" / "metrics.json").exists()
 
 
 def test_model_aae_with_refine_itsr_is_model_itsr(tmp_path) -> None:
