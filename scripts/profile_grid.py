@@ -85,14 +85,21 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--pairs-per-dataset", type=int, default=8)
-    parser.add_argument("--draw-seed", type=int, default=0)
-    parser.add_argument("--models", default="knn,iforest,pca")
-    parser.add_argument("--alphas", default="0,0.01,0.05,0.1,0.2")
-    parser.add_argument("--seeds", default="0")
-    parser.add_argument("--paper-pairs-only", action="store_true")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="Arguments after -- are passed to every run as Hydra overrides, e.g. -- threads=1",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="folder of the sweeps: OUT/<setting>/<model>")
+    parser.add_argument(
+        "--pairs-per-dataset", type=int, default=8, help="drawn pairs per dataset besides the paper's 3"
+    )
+    parser.add_argument("--draw-seed", type=int, default=0, help="seed of the pair draw (0: the committed profile's)")
+    parser.add_argument(
+        "--models", default="knn,iforest,pca", help="comma-separated model configs: peers (knn, ocsvm, ...) or ae, aae"
+    )
+    parser.add_argument("--alphas", default="0,0.01,0.05,0.1,0.2", help="contamination levels, comma-separated")
+    parser.add_argument("--seeds", default="0", help="seeds, comma-separated")
+    parser.add_argument("--paper-pairs-only", action="store_true", help="only the paper's 3 pairs, no drawn ones")
     parser.add_argument(
         "--refine-by",
         default="auto",
