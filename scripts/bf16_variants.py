@@ -67,12 +67,14 @@ def timed(state: dict, batch_size: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("kind", choices=("ae", "aae"))
-    parser.add_argument("--n-train", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--variants", default="fp32,bf16,bf16-foreach")
+    parser.add_argument("kind", choices=("ae", "aae"), help="which network's loop to time")
+    parser.add_argument("--n-train", type=int, default=512, help="training images of an epoch")
+    parser.add_argument("--rounds", type=int, default=6, help="timed epochs per variant, taken in turns")
+    parser.add_argument(
+        "--variants", default="fp32,bf16,bf16-foreach", help="comma-separated; the first is the baseline"
+    )
     parser.add_argument("--profile", metavar="VARIANT", help="profile one epoch of this variant instead")
-    parser.add_argument("--data-dir", default=str(default_data_dir()))
+    parser.add_argument("--data-dir", default=str(default_data_dir()), help="IDX cache (python -m itsr.data fetch)")
     args = parser.parse_args()
     silence_third_party_noise()
     torch.set_num_threads(1)

@@ -130,8 +130,8 @@ def render(runs: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("dirs", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("dirs", nargs="+", type=Path, help="run directories or folders of them, refined and plain")
+    parser.add_argument("--out", type=Path, required=True, help="Markdown file to write")
     args = parser.parse_args(argv)
     runs = [read(p.parent) for d in args.dirs for p in sorted(d.rglob("metrics.json"))]
     if not runs:

@@ -76,9 +76,13 @@ def table(quick: dict, paper: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", type=Path, nargs="+", required=True)
-    parser.add_argument("--paper", type=Path, nargs="+", required=True)
-    parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--quick", type=Path, nargs="+", required=True, help="quick-scale run directories or folders of them"
+    )
+    parser.add_argument(
+        "--paper", type=Path, nargs="+", required=True, help="paper-scale run directories or folders of them"
+    )
+    parser.add_argument("--out", type=Path, help="also write the table to this Markdown file")
     args = parser.parse_args()
     quick, paper = runs(args.quick), runs(args.paper)
     text = table(quick, paper)
