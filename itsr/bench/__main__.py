@@ -176,8 +176,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--repeats", type=int, default=2, help="alternating repeats of ours vs plain, fp32 vs bf16 (default 2)"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--data-dir", default=str(default_data_dir()))
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="cpu or cuda (default: cuda if present)",
+    )
+    parser.add_argument("--data-dir", default=str(default_data_dir()), help="IDX cache (itsr data fetch)")
     parser.add_argument(
         "--n-train",
         type=int,
@@ -199,7 +203,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also time our path with the networks compiled, per comma-separated torch.compile mode "
         f"({', '.join(COMPILE_MODES)}) or backend=NAME; a GPU question (none: skip it, the default)",
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="benchmark JSON to write (default: %(default)s)")
     parser.add_argument("--show", type=Path, help="print the table of a benchmark JSON written earlier, run nothing")
     return parser.parse_args(argv)
 
