@@ -33,10 +33,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"seed must be an integer in 0..{SEED_MAX}, got {cfg.seed!r}")
     refinement = cfg.model.get("refinement")
     if refinement is not None and "_target_" not in refinement:  # conf/by/ set `by` with nothing to refine
+        by, name = refinement.get("by"), cfg.model.name
         raise ConfigError(
-            f"by={refinement.get('by')}: model={cfg.model.name} runs without refinement, so there are no candidates "
-            f"to find; add refine=itsr (e.g. `model={cfg.model.name} refine=itsr by={refinement.get('by')}`), or "
-            "drop by="
+            f"by={by}: model={name} runs without refinement, so there are no candidates to find; add "
+            f"refine=itsr (e.g. `model={name} refine=itsr by={by}`), or drop by="
         )
     for key in ("batch_size", "score_batch_size", "checkpoint.every_n_epochs"):
         _positive_int(cfg, key)

@@ -52,7 +52,7 @@ def test_by_auto_is_the_svm_for_networks_and_the_score_for_peers() -> None:
 def test_by_on_the_command_line_is_model_refinement_by(model: str) -> None:
     """`by=X` (conf/by/) is the same config as `model.refinement.by=X`, and it changes what the default gives."""
     refine = [] if model == "itsr" else ["refine=itsr"]
-    by = "score" if model == "knn" else "batch"  # not the default's resolution for either kind
+    by = "score" if model == "knn" else "batch"  # a value other than the default, auto (knn takes no batch)
     short = compose_cfg([f"model={model}", *refine, f"by={by}"])
     long = compose_cfg([f"model={model}", *refine, f"model.refinement.by={by}"])
     default = compose_cfg([f"model={model}", *refine])

@@ -181,7 +181,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="cuda" if torch.cuda.is_available() else "cpu",
         help="cpu or cuda (default: cuda if present)",
     )
-    parser.add_argument("--data-dir", default=str(default_data_dir()), help="IDX cache (itsr data fetch)")
+    parser.add_argument("--data-dir", default=str(default_data_dir()), help="IDX cache (python -m itsr.data fetch)")
     parser.add_argument(
         "--n-train",
         type=int,
