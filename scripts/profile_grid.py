@@ -1,8 +1,9 @@
 """The robustness profile's grid (issue 25): detectors, plain and refined, over contamination and class pairs.
 
     python scripts/profile_grid.py --out multirun/profile [--pairs-per-dataset 8] [--draw-seed 0]
-        [--models knn,iforest,pca] [--alphas 0,0.01,0.05,0.1,0.2] [--seeds 0] [--paper-pairs-only]
-        [--refine-by auto] [--shard I/N] [--skip-existing] [--dry-run] [-- extra overrides...]
+        [--models knn,iforest,pca] [--alphas 0,0.01,0.05,0.1,0.2] [--seeds 0]
+        [--paper-pairs-only | --drawn-pairs-only] [--refine-by auto] [--shard I/N] [--skip-existing]
+        [--dry-run] [-- extra overrides...]
     python -m itsr.report multirun/profile --profile --out results/robustness/report.md
 
 Class pairs: the paper's three plus `--pairs-per-dataset` ordered (normal, anomaly) pairs per dataset
@@ -99,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--alphas", default="0,0.01,0.05,0.1,0.2", help="contamination levels, comma-separated")
     parser.add_argument("--seeds", default="0", help="seeds, comma-separated")
-    parser.add_argument("--paper-pairs-only", action="store_true", help="only the paper's 3 pairs, no drawn ones")
+    which_pairs = parser.add_mutually_exclusive_group()
+    which_pairs.add_argument("--paper-pairs-only", action="store_true", help="only the paper's 3 pairs, no drawn ones")
+    which_pairs.add_argument(
+        "--drawn-pairs-only", action="store_true", help="only the drawn pairs (e.g. where the paper's ran elsewhere)"
+    )
     parser.add_argument(
         "--refine-by",
         default="auto",
@@ -118,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the pairs and commands, run nothing")
     args = parser.parse_args(argv)
     pairs = list(PAPER_PAIRS) if args.paper_pairs_only else draw_pairs(args.pairs_per_dataset, args.draw_seed)
+    if args.drawn_pairs_only:
+        pairs = [pair for pair in pairs if pair not in PAPER_PAIRS]
     index, count = (int(v) for v in args.shard.split("/"))
     pairs = pairs[index::count]
     print("class pairs:", ", ".join(f"{d}_{a}v{b}" for d, a, b in pairs), flush=True)

@@ -135,6 +135,26 @@ def test_the_profile_grid_runs_each_way_of_refining_a_network_as_its_own_sweep()
     assert all(line.endswith("threads=1") for line in mnist)
 
 
+def test_the_profile_grid_can_leave_out_the_papers_pairs() -> None:
+    """--drawn-pairs-only: the 16 drawn pairs and none of the paper's (whose networks ran in their own sweeps);
+    asking for only the paper's and only the drawn ones at once is refused by argparse, not run."""
+
+    def grid(*flags):
+        return subprocess.run(
+            [sys.executable, "scripts/profile_grid.py", "--out", "/tmp/never", "--models", "ae", *flags, "--dry-run"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+        )
+
+    everything, drawn = grid().stdout.splitlines()[0], grid("--drawn-pairs-only").stdout.splitlines()[0]
+    all_pairs, drawn_pairs = everything.split(": ")[1].split(", "), drawn.split(": ")[1].split(", ")
+    assert len(all_pairs) == 19 and len(drawn_pairs) == 16
+    assert drawn_pairs == [pair for pair in all_pairs if pair not in ("mnist_0v2", "fmnist_0v9", "fmnist_0v2")]
+    both = grid("--paper-pairs-only", "--drawn-pairs-only")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
 def test_refine_compare_pairs_a_refined_network_with_its_base_at_equal_epochs(tmp_path) -> None:
     """The plain AE trains 150 epochs, the refined one 80: the base is read from its curves at epoch 80."""
 
