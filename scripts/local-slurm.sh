@@ -43,11 +43,15 @@ wait_until() {
   done
 }
 
+# pid_in PIDFILE: the file's content, or nothing (status 1) when it is gone. A daemon removes its own pid
+# file as it exits, between any check and the read; bash 5.2 ends a `set -e` script when a command
+# substitution reads a missing file by redirection, even inside an `if`: that made `stop` fail at random.
+pid_in() { cat "$1" 2>/dev/null; }
+
 # running PIDFILE NAME: the pid in PIDFILE is a live NAME process (a zombie or a reused pid is not)
 running() {
   local pid state
-  [[ -s $1 ]] || return 1
-  pid=$(<"$1")
+  pid=$(pid_in "$1") || return 1
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$2" ]] || return 1
   state=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)
@@ -259,15 +263,15 @@ start() {
 stop_daemon() { # stop_daemon NAME: TERM the pid in its pid file, wait until it is gone (a zombie is gone)
   local pidfile=$D/run/$1.pid deadline
   if running "$pidfile" "$1"; then
-    kill -TERM "$(<"$pidfile")" 2>/dev/null || true
+    kill -TERM "$(pid_in "$pidfile")" 2>/dev/null || true
     deadline=$((SECONDS + TIMEOUT))
     while running "$pidfile" "$1" && ((SECONDS < deadline)); do sleep 0.2; done
     if running "$pidfile" "$1"; then
       say "$1 ignores SIGTERM; sending SIGKILL"
-      kill -KILL "$(<"$pidfile")" 2>/dev/null || true
+      kill -KILL "$(pid_in "$pidfile")" 2>/dev/null || true
       deadline=$((SECONDS + 10))
       while running "$pidfile" "$1" && ((SECONDS < deadline)); do sleep 0.2; done
-      running "$pidfile" "$1" && die "$1 (pid $(<"$pidfile")) does not exit"
+      running "$pidfile" "$1" && die "$1 (pid $(pid_in "$pidfile")) does not exit"
     fi
     say "stopped $1"
   fi
@@ -292,7 +296,7 @@ stop() {
 status() {
   local ok=0 name
   for name in munged slurmctld slurmd; do
-    if running "$D/run/$name.pid" "$name"; then say "$name running (pid $(<"$D/run/$name.pid"))"
+    if running "$D/run/$name.pid" "$name"; then say "$name running (pid $(pid_in "$D/run/$name.pid"))"
     else say "$name not running"; ok=1; fi
   done
   if ((ok == 0)) && node_ready; then
