@@ -3,7 +3,7 @@
     python scripts/profile_grid.py --out multirun/profile [--pairs-per-dataset 8] [--draw-seed 0]
         [--models knn,iforest,pca] [--alphas 0,0.01,0.05,0.1,0.2] [--seeds 0]
         [--paper-pairs-only | --drawn-pairs-only] [--refine-by auto] [--shard I/N] [--skip-existing]
-        [--dry-run] [-- extra overrides...]
+        [--committed DIR ...] [--dry-run] [-- extra overrides...]
     python -m itsr.report multirun/profile --profile --out results/robustness/report.md
 
 Class pairs: the paper's three plus `--pairs-per-dataset` ordered (normal, anomaly) pairs per dataset
@@ -14,6 +14,10 @@ multirun of its own, OUT/<setting>/<model>+itsr-<by>, beside the plain one, OUT/
 contamination 0, so peers run with `model.detector.contamination=0.1` (PyOD's default) at every alpha:
 it sets only their `contamination` criterion; the profile compares peers by `score` (p90 of the
 training scores), which does not depend on it. Networks (ae, aae) take the quick preset's epochs.
+
+A grid grows over sessions: `--skip-existing` leaves out the sweeps whose directory exists under OUT, and
+`--committed DIR` those already collected into DIR/<setting>/<sweep> (`scripts/collect_runs.py`), so a fresh
+clone continues a committed grid without rerunning what it holds.
 """
 
 from __future__ import annotations
@@ -120,6 +124,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave out a pair and model whose sweep directory exists (a grown grid)",
     )
+    parser.add_argument(
+        "--committed",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="leave out a pair and model already collected as DIR/<setting>/<sweep> (committed runs, e.g. "
+        "results/robustness/nets/drawn/runs); repeatable",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the pairs and commands, run nothing")
     args = parser.parse_args(argv)
     pairs = list(PAPER_PAIRS) if args.paper_pairs_only else draw_pairs(args.pairs_per_dataset, args.draw_seed)
@@ -133,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         sweep_dir = Path(next(c for c in cmd if c.startswith("hydra.sweep.dir=")).split("=", 1)[1])
         if args.skip_existing and sweep_dir.exists():
             print(f"exists, left out: {sweep_dir}", flush=True)
+            continue
+        committed = [d / sweep_dir.parent.name / sweep_dir.name for d in args.committed]
+        if any(d.is_dir() for d in committed):
+            print(f"committed, left out: {next(d for d in committed if d.is_dir())}", flush=True)
             continue
         print(" ".join(cmd[1:]), flush=True)
         if not args.dry_run:

@@ -155,6 +155,33 @@ def test_the_profile_grid_can_leave_out_the_papers_pairs() -> None:
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
 
 
+def test_the_profile_grid_leaves_out_sweeps_already_committed(tmp_path) -> None:
+    """--committed DIR: a sweep collected as DIR/<setting>/<sweep> is not run again, while its neighbours (the
+    same pair's other sweep, the other pairs) still are; an empty DIR leaves the grid whole."""
+
+    def grid(*flags):
+        return subprocess.run(
+            [sys.executable, "scripts/profile_grid.py", "--out", str(tmp_path / "out"), "--models", "ae"]
+            + ["--drawn-pairs-only", "--refine-by", "svm", *flags, "--dry-run"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+
+    def sweeps(lines):
+        return [line.split("hydra.sweep.dir=")[1].split()[0] for line in lines if "hydra.sweep.dir=" in line]
+
+    committed = tmp_path / "committed"
+    committed.mkdir()
+    whole = sweeps(grid("--committed", str(committed)))
+    assert len(whole) == 32  # 16 drawn pairs x (ae, ae+itsr-svm)
+    (committed / "mnist_3v1" / "ae" / "0_ae_mnist_3v1_a0.05_s0").mkdir(parents=True)
+    lines = grid("--committed", str(committed))
+    assert sweeps(lines) == [s for s in whole if s != str(tmp_path / "out" / "mnist_3v1" / "ae")]
+    assert f"committed, left out: {committed / 'mnist_3v1' / 'ae'}" in lines
+
+
 def test_refine_compare_pairs_a_refined_network_with_its_base_at_equal_epochs(tmp_path) -> None:
     """The plain AE trains 150 epochs, the refined one 80: the base is read from its curves at epoch 80."""
 
