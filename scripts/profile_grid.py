@@ -16,18 +16,24 @@ it sets only their `contamination` criterion; the profile compares peers by `sco
 training scores), which does not depend on it. Networks (ae, aae) take the quick preset's epochs.
 
 A grid grows over sessions: `--skip-existing` leaves out the sweeps whose directory exists under OUT, and
-`--committed DIR` those already collected into DIR/<setting>/<sweep> (`scripts/collect_runs.py`), so a fresh
-clone continues a committed grid without rerunning what it holds.
+`--committed DIR` the runs already collected into DIR/<setting>/<sweep> (`scripts/collect_runs.py`), read by
+the alpha and seed in their metrics.json: a sweep narrows to the alphas and seeds with a run missing there
+(their product, so a few collected runs may run again), so a fresh clone continues a committed grid without
+rerunning what it holds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+from itsr.results import METRICS_FILE
 
 # (dataset, normal class, anomaly class) of the paper's Fig. 5 settings, and their own dataset configs (which
 # name them as the paper's settings in the reports)
@@ -86,6 +92,29 @@ def refine_variants(model: str, refine_by: str) -> list[tuple[list[str], str]]:
     ]
 
 
+def uncollected(cmd: list[str], committed: list[Path]) -> list[str] | None:
+    """The sweep narrowed to the alphas and seeds whose runs are not yet collected under the `committed`
+    sweep folders (read from their metrics.json), or None when every run of it is there. A sweep over
+    refine=none,itsr needs both runs of an (alpha, seed)."""
+    value = {c.split("=", 1)[0]: c.split("=", 1)[1] for c in cmd if "=" in c}
+    alphas, seeds = value["alpha"].split(","), value["seed"].split(",")
+    runs_each = len(value["refine"].split(","))
+    found = Counter(
+        (float(config["alpha"]), int(config["seed"]))
+        for d in committed
+        for path in sorted(d.glob(f"*/{METRICS_FILE}"))
+        for config in [json.loads(path.read_text())["config"]]
+    )
+    missing = [(a, s) for a in alphas for s in seeds if found[(float(a), int(s))] < runs_each]
+    if not missing:
+        return None
+    narrowed = {
+        "alpha": ",".join(dict.fromkeys(a for a, _ in missing)),
+        "seed": ",".join(dict.fromkeys(s for _, s in missing)),
+    }
+    return [f"{k}={narrowed[k]}" if k in narrowed else c for c in cmd for k in [c.split("=", 1)[0]]]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
@@ -130,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="DIR",
-        help="leave out a pair and model already collected as DIR/<setting>/<sweep> (committed runs, e.g. "
-        "results/robustness/nets/drawn/runs); repeatable",
+        help="leave out the runs already collected as DIR/<setting>/<sweep>/*/metrics.json (committed runs, e.g. "
+        "results/robustness/nets/drawn/runs): a sweep runs only its alphas and seeds not found there; repeatable",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the pairs and commands, run nothing")
     args = parser.parse_args(argv)
@@ -147,10 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.skip_existing and sweep_dir.exists():
             print(f"exists, left out: {sweep_dir}", flush=True)
             continue
-        committed = [d / sweep_dir.parent.name / sweep_dir.name for d in args.committed]
-        if any(d.is_dir() for d in committed):
-            print(f"committed, left out: {next(d for d in committed if d.is_dir())}", flush=True)
-            continue
+        if args.committed:
+            cmd = uncollected(cmd, [d / sweep_dir.parent.name / sweep_dir.name for d in args.committed])
+            if cmd is None:
+                print(f"committed, left out: {sweep_dir.parent.name}/{sweep_dir.name}", flush=True)
+                continue
         print(" ".join(cmd[1:]), flush=True)
         if not args.dry_run:
             failed += subprocess.run(cmd).returncode != 0

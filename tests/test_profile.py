@@ -155,31 +155,45 @@ def test_the_profile_grid_can_leave_out_the_papers_pairs() -> None:
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
 
 
-def test_the_profile_grid_leaves_out_sweeps_already_committed(tmp_path) -> None:
-    """--committed DIR: a sweep collected as DIR/<setting>/<sweep> is not run again, while its neighbours (the
-    same pair's other sweep, the other pairs) still are; an empty DIR leaves the grid whole."""
+def test_the_profile_grid_leaves_out_runs_already_committed(tmp_path) -> None:
+    """--committed DIR: a sweep whose runs are all collected under DIR/<setting>/<sweep> is not run again, one
+    with some of them runs only the alphas lacking, and a peer's sweep over refine=none,itsr needs both runs
+    of an (alpha, seed); an empty DIR leaves the grid whole."""
+    committed = tmp_path / "committed"
+    committed.mkdir()
 
-    def grid(*flags):
-        return subprocess.run(
-            [sys.executable, "scripts/profile_grid.py", "--out", str(tmp_path / "out"), "--models", "ae"]
-            + ["--drawn-pairs-only", "--refine-by", "svm", *flags, "--dry-run"],
+    def collected(sweep, alpha, run="0"):
+        config = {"setting": "mnist_3v1", "alpha": alpha, "seed": 0, "model": sweep}
+        write_json_atomic(committed / "mnist_3v1" / sweep / f"{run}_a{alpha}" / "metrics.json", {"config": config})
+
+    def grid(alphas):
+        lines = subprocess.run(
+            [sys.executable, "scripts/profile_grid.py", "--out", str(tmp_path / "out"), "--models", "ae,knn"]
+            + ["--drawn-pairs-only", "--refine-by", "svm", "--alphas", alphas, "--committed", str(committed)]
+            + ["--dry-run"],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
             check=True,
         ).stdout.splitlines()
+        sweeps = {
+            line.split("hydra.sweep.dir=")[1].split()[0].split("/out/")[1]: line.split(" alpha=")[1].split()[0]
+            for line in lines
+            if "hydra.sweep.dir=" in line
+        }
+        return sweeps, lines
 
-    def sweeps(lines):
-        return [line.split("hydra.sweep.dir=")[1].split()[0] for line in lines if "hydra.sweep.dir=" in line]
-
-    committed = tmp_path / "committed"
-    committed.mkdir()
-    whole = sweeps(grid("--committed", str(committed)))
-    assert len(whole) == 32  # 16 drawn pairs x (ae, ae+itsr-svm)
-    (committed / "mnist_3v1" / "ae" / "0_ae_mnist_3v1_a0.05_s0").mkdir(parents=True)
-    lines = grid("--committed", str(committed))
-    assert sweeps(lines) == [s for s in whole if s != str(tmp_path / "out" / "mnist_3v1" / "ae")]
-    assert f"committed, left out: {committed / 'mnist_3v1' / 'ae'}" in lines
+    whole, _ = grid("0.05,0.1")
+    assert len(whole) == 48 and set(whole.values()) == {"0.05,0.1"}  # 16 drawn pairs x (ae, ae+itsr-svm, knn)
+    collected("ae", 0.05)
+    collected("ae+itsr-svm", 0.05)
+    collected("ae+itsr-svm", 0.1)
+    collected("knn", 0.05)  # the plain KNN only: its refined twin is missing
+    sweeps, lines = grid("0.05,0.1")
+    assert "committed, left out: mnist_3v1/ae+itsr-svm" in lines
+    assert sweeps == {**{k: v for k, v in whole.items() if k != "mnist_3v1/ae+itsr-svm"}, "mnist_3v1/ae": "0.1"}
+    sweeps, lines = grid("0.05")
+    assert "mnist_3v1/ae" not in sweeps and sweeps["mnist_3v1/knn"] == "0.05" and len(sweeps) == 46
 
 
 def test_refine_compare_pairs_a_refined_network_with_its_base_at_equal_epochs(tmp_path) -> None:
