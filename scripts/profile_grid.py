@@ -99,12 +99,7 @@ def uncollected(cmd: list[str], committed: list[Path]) -> list[str] | None:
     value = {c.split("=", 1)[0]: c.split("=", 1)[1] for c in cmd if "=" in c}
     alphas, seeds = value["alpha"].split(","), value["seed"].split(",")
     runs_each = len(value["refine"].split(","))
-    found = Counter(
-        (float(config["alpha"]), int(config["seed"]))
-        for d in committed
-        for path in sorted(d.glob(f"*/{METRICS_FILE}"))
-        for config in [json.loads(path.read_text())["config"]]
-    )
+    found = Counter(run_alpha_seed(path) for d in committed for path in sorted(d.glob(f"*/{METRICS_FILE}")))
     missing = [(a, s) for a in alphas for s in seeds if found[(float(a), int(s))] < runs_each]
     if not missing:
         return None
@@ -113,6 +108,18 @@ def uncollected(cmd: list[str], committed: list[Path]) -> list[str] | None:
         "seed": ",".join(dict.fromkeys(s for _, s in missing)),
     }
     return [f"{k}={narrowed[k]}" if k in narrowed else c for c in cmd for k in [c.split("=", 1)[0]]]
+
+
+def run_alpha_seed(metrics_path: Path) -> tuple[float, int]:
+    """(alpha, seed) of a collected run, or a one-line refusal naming the file that is not a run's metrics."""
+    try:
+        config = json.loads(metrics_path.read_text())["config"]
+        return float(config["alpha"]), int(config["seed"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SystemExit(
+            f"--committed: {metrics_path} is not a finished run's metrics.json ({type(err).__name__}: {err}); "
+            "point --committed at a folder of collected runs (DIR/<setting>/<sweep>/<run>/metrics.json)"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dry-run", action="store_true", help="print the pairs and commands, run nothing")
     args = parser.parse_args(argv)
+    for folder in args.committed:
+        if not folder.is_dir():
+            parser.error(f"--committed {folder}: no such folder (a folder of collected runs, DIR/<setting>/<sweep>)")
     pairs = list(PAPER_PAIRS) if args.paper_pairs_only else draw_pairs(args.pairs_per_dataset, args.draw_seed)
     if args.drawn_pairs_only:
         pairs = [pair for pair in pairs if pair not in PAPER_PAIRS]

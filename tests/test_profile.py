@@ -196,6 +196,29 @@ def test_the_profile_grid_leaves_out_runs_already_committed(tmp_path) -> None:
     assert "mnist_3v1/ae" not in sweeps and sweeps["mnist_3v1/knn"] == "0.05" and len(sweeps) == 46
 
 
+def test_the_profile_grid_refuses_a_committed_folder_it_cannot_read(tmp_path) -> None:
+    """A mistyped --committed folder would silently rerun the whole grid, and a stray metrics.json would
+    crash it: both are one-line refusals naming the path, before anything runs."""
+
+    def grid(committed):
+        return subprocess.run(
+            [sys.executable, "scripts/profile_grid.py", "--out", str(tmp_path / "out"), "--models", "knn"]
+            + ["--paper-pairs-only", "--committed", str(committed), "--dry-run"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+        )
+
+    missing = grid(tmp_path / "no_such_runs")
+    assert missing.returncode == 2 and "no_such_runs: no such folder" in missing.stderr
+    stray = tmp_path / "runs" / "mnist" / "knn" / "0_knn" / "metrics.json"
+    stray.parent.mkdir(parents=True)
+    stray.write_text('{"config": {"seed": 0}}')
+    bad = grid(tmp_path / "runs")
+    assert bad.returncode == 1 and f"{stray} is not a finished run's metrics.json" in bad.stderr
+    assert "Traceback" not in bad.stderr and "-m itsr.run" not in bad.stdout
+
+
 def test_refine_compare_pairs_a_refined_network_with_its_base_at_equal_epochs(tmp_path) -> None:
     """The plain AE trains 150 epochs, the refined one 80: the base is read from its curves at epoch 80."""
 
