@@ -33,6 +33,7 @@ from itsr.network_run import NetworkRun
 from itsr.provenance import code_version, provenance, write_config
 from itsr.results import METRICS_FILE, console_summary, headline_bacc, nan_to_none, run_metrics, write_run_scores
 from itsr.runtime import (
+    clear_earlier_failure,
     configure_torch,
     failures_noted,
     in_slurm_job,
@@ -85,6 +86,7 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path, extra_callbacks: tuple) 
     pl.seed_everything(cfg.seed, workers=True)  # also numpy's and torch's global RNGs, which Deep SVDD uses
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(run_dir, config)
+    clear_earlier_failure(run_dir)
 
     dm = build_datamodule(cfg)
     dm.prepare_data()

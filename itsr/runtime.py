@@ -435,6 +435,13 @@ def report_stopped(stop: RunStopped) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
+def clear_earlier_failure(run_dir: Path) -> None:
+    """An attempt now holds the directory and has passed its checks, so the last attempt's failed.json no
+    longer describes it: a resumed run that is then killed with -9 (no note written) would otherwise keep an
+    older stop's note, with that stop's epoch count, beside newer checkpoints."""
+    (run_dir / FAILURE_FILE).unlink(missing_ok=True)
+
+
 @contextmanager
 def failures_noted(run_dir: Path) -> Iterator[None]:
     """A job that fails leaves failed.json (the report shows it) and says why without a traceback when

@@ -260,15 +260,19 @@ def test_a_directory_held_by_a_running_job_is_refused_and_a_killed_holder_blocks
 # ---------------------------------------------------------------- 4. SIGTERM
 
 
-def start_and_terminate(arguments: list[str], checkpoint_glob: str, root: Path) -> subprocess.CompletedProcess:
-    """Start `python -m itsr.run`, wait for its first checkpoint, send SIGTERM, collect the result."""
+def start_and_terminate(
+    arguments: list[str], checkpoint_glob: str, root: Path, sig: signal.Signals = signal.SIGTERM, ready=None
+) -> subprocess.CompletedProcess:
+    """Start `python -m itsr.run`, wait for its first checkpoint (or until `ready()`), send `sig` (SIGTERM),
+    collect the result."""
+    ready = ready or (lambda: bool(list(root.glob(checkpoint_glob))))
     cmd = [sys.executable, "-m", "itsr.run", *arguments, f"data_dir={DATA_DIR}"]
     process = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + STARTUP_S
-    while not list(root.glob(checkpoint_glob)) and time.time() < deadline and process.poll() is None:
+    while not ready() and time.time() < deadline and process.poll() is None:
         time.sleep(0.2)
     assert process.poll() is None, "the run ended before it could be stopped"
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(sig)
     stdout, stderr = process.communicate(timeout=STARTUP_S)
     return subprocess.CompletedProcess(cmd, process.returncode, stdout, stderr)
 
@@ -287,6 +291,26 @@ def test_a_terminated_run_exits_non_zero_and_says_how_to_resume(images, tmp_path
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert f"({checkpoint['epoch'] + 1} epochs done)" in out.stderr
     assert 0 < checkpoint["global_step"] and checkpoint["epoch"] + 1 < 100_000
+
+
+def test_a_resumed_run_that_is_killed_keeps_no_note_of_the_earlier_stop(images, tmp_path) -> None:
+    """A run stopped by SIGTERM notes it in failed.json, with that checkpoint's epochs. Resumed, it trains
+    past them; killed there with -9 (a session's end: no handler runs) it must not keep the old note, which
+    would name the old epoch count beside newer checkpoints (seen on a 10000-epoch run: "50 epochs done"
+    beside epoch 4750)."""
+    run_dir = tmp_path / "run"
+    arguments = [*folder_overrides(images, epochs=100_000), f"hydra.run.dir={run_dir}"]
+    stopped = start_and_terminate(arguments, "checkpoints/last.ckpt", run_dir)
+    assert stopped.returncode == EXIT_STOPPED, stopped.stderr[-3000:]
+    assert (run_dir / "failed.json").is_file()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    stopped_at = last.resolve()
+
+    killed = start_and_terminate(arguments, "", run_dir, signal.SIGKILL, ready=lambda: last.resolve() != stopped_at)
+    assert killed.returncode == -signal.SIGKILL
+    assert last.resolve() != stopped_at, "the resumed attempt wrote no newer checkpoint before it was killed"
+    assert not (run_dir / "failed.json").exists()
+    assert not (run_dir / "metrics.json").exists()
 
 
 def test_a_terminated_grid_exits_non_zero_and_lists_the_jobs_that_did_not_run(images, tmp_path) -> None:
