@@ -260,12 +260,14 @@ def test_a_directory_held_by_a_running_job_is_refused_and_a_killed_holder_blocks
 # ---------------------------------------------------------------- 4. SIGTERM
 
 
-def start_and_terminate(
-    arguments: list[str], checkpoint_glob: str, root: Path, sig: signal.Signals = signal.SIGTERM, ready=None
-) -> subprocess.CompletedProcess:
-    """Start `python -m itsr.run`, wait for its first checkpoint (or until `ready()`), send `sig` (SIGTERM),
-    collect the result."""
-    ready = ready or (lambda: bool(list(root.glob(checkpoint_glob))))
+def checkpoint_in(root: Path, pattern: str):
+    """A readiness check for start_and_signal: a checkpoint matching `pattern` exists below `root`."""
+    return lambda: bool(list(root.glob(pattern)))
+
+
+def start_and_signal(arguments: list[str], ready, sig: signal.Signals = signal.SIGTERM) -> subprocess.CompletedProcess:
+    """Start `python -m itsr.run`, wait until `ready()` (typically its first checkpoint), send `sig`, collect
+    the result."""
     cmd = [sys.executable, "-m", "itsr.run", *arguments, f"data_dir={DATA_DIR}"]
     process = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + STARTUP_S
@@ -279,8 +281,9 @@ def start_and_terminate(
 
 def test_a_terminated_run_exits_non_zero_and_says_how_to_resume(images, tmp_path) -> None:
     run_dir = tmp_path / "run"
-    out = start_and_terminate(
-        [*folder_overrides(images, epochs=100_000), f"hydra.run.dir={run_dir}"], "checkpoints/last.ckpt", run_dir
+    out = start_and_signal(
+        [*folder_overrides(images, epochs=100_000), f"hydra.run.dir={run_dir}"],
+        checkpoint_in(run_dir, "checkpoints/last.ckpt"),
     )
     assert out.returncode == EXIT_STOPPED, out.stderr[-3000:]
     assert "run stopped by SIGTERM" in out.stderr and "can be resumed from its last checkpoint" in out.stderr
@@ -300,13 +303,13 @@ def test_a_resumed_run_that_is_killed_keeps_no_note_of_the_earlier_stop(images, 
     beside epoch 4750)."""
     run_dir = tmp_path / "run"
     arguments = [*folder_overrides(images, epochs=100_000), f"hydra.run.dir={run_dir}"]
-    stopped = start_and_terminate(arguments, "checkpoints/last.ckpt", run_dir)
+    stopped = start_and_signal(arguments, checkpoint_in(run_dir, "checkpoints/last.ckpt"))
     assert stopped.returncode == EXIT_STOPPED, stopped.stderr[-3000:]
     assert (run_dir / "failed.json").is_file()
     last = run_dir / "checkpoints" / "last.ckpt"
     stopped_at = last.resolve()
 
-    killed = start_and_terminate(arguments, "", run_dir, signal.SIGKILL, ready=lambda: last.resolve() != stopped_at)
+    killed = start_and_signal(arguments, lambda: last.resolve() != stopped_at, signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL
     assert last.resolve() != stopped_at, "the resumed attempt wrote no newer checkpoint before it was killed"
     assert not (run_dir / "failed.json").exists()
@@ -315,10 +318,9 @@ def test_a_resumed_run_that_is_killed_keeps_no_note_of_the_earlier_stop(images, 
 
 def test_a_terminated_grid_exits_non_zero_and_lists_the_jobs_that_did_not_run(images, tmp_path) -> None:
     sweep = tmp_path / "sweep"
-    out = start_and_terminate(
+    out = start_and_signal(
         ["-m", *folder_overrides(images, epochs=100_000), "seed=0,1", f"hydra.sweep.dir={sweep}"],
-        "*/checkpoints/last.ckpt",
-        sweep,
+        checkpoint_in(sweep, "*/checkpoints/last.ckpt"),
     )
     assert out.returncode == EXIT_STOPPED, out.stderr[-3000:]
     assert "the grid stopped at job #0; the jobs after it did not run" in out.stderr
