@@ -204,14 +204,16 @@ def main(argv: list[str] | None = None) -> int:
         "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"),
     }
     lock = threading.Lock()
-    failures, late = [], []
+    failures, late, taken = [], [], []
     last_start = None if args.start_within is None else time.monotonic() + 60 * args.start_within
 
     def one(row) -> None:
         name = row[0]
         run_state = state(args.out / name)  # again: another queue may have taken or finished it meanwhile
-        if run_state == "live":
-            print(f"{name}: a job runs there now; left to it", flush=True)
+        if run_state == "live":  # another queue took it after this one listed it
+            with lock:
+                taken.append(name)
+                print(f"{name}: a job runs there now; left to it", flush=True)
             return
         if run_state != "finished" and last_start is not None and time.monotonic() > last_start:
             with lock:
@@ -235,8 +237,10 @@ def main(argv: list[str] | None = None) -> int:
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(one, rows))
-    done = len(rows) - len(failures) - len(late)
+    done = len(rows) - len(failures) - len(late) - len(taken)
     print(f"queue done: {done} of {len(rows)} runs finished and collected into {args.runs}", flush=True)
+    if taken:
+        print(f"left to the job that took it meanwhile (run the queue again once it ends): {', '.join(taken)}")
     if late:
         print(f"not started (--start-within): {', '.join(late)}")
     return 1 if failures else 0

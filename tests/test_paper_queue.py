@@ -3,12 +3,14 @@ on a run still training, collects finished runs, and names bad arguments."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 
 import pytest
 
 from itsr.runtime import run_dir_lock
-from tests.conftest import DATA_DIR, run_script
+from tests.conftest import DATA_DIR, REPO_ROOT, run_script
 
 MODELS = ("ae", "aae", "itsr")
 SETTINGS = ("mnist_0v2", "fmnist_tshirt_v_boot", "fmnist_tshirt_v_pullover")
@@ -71,6 +73,35 @@ def test_the_queue_trains_a_missing_run_and_collects_it(tmp_path) -> None:
     assert (out / f"{name}.log").is_file()
     again = run_script("paper_queue.py", "--jobs", "1", "--dry-run", "--runs", runs, "--out", out)
     assert again.returncode == 0 and again.stdout == ""  # nothing left to do
+
+
+def test_a_run_another_queue_takes_after_the_listing_is_left_to_it_and_not_counted_as_done(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    spec = importlib.util.spec_from_file_location("paper_queue", REPO_ROOT / "scripts" / "paper_queue.py")
+    paper_queue = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paper_queue)
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    name = "aae_mnist_0v2_a0.05_s0"
+    grid_runs_except(runs, {name})
+    listing = paper_queue.queue
+    with contextlib.ExitStack() as held:
+
+        def listed_then_taken(*args, **kwargs):
+            rows = listing(*args, **kwargs)  # listed as new; a second queue's job then takes its directory
+            held.enter_context(run_dir_lock(out / name))
+            return rows
+
+        monkeypatch.setattr(paper_queue, "queue", listed_then_taken)
+        code = paper_queue.main(["--jobs", "1", "--runs", str(runs), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0 and f"new       {name}:" in printed
+    assert f"{name}: a job runs there now; left to it" in printed
+    assert (
+        "queue done: 0 of 1 runs finished" in printed
+        and f"took it meanwhile (run the queue again once it ends): {name}" in printed
+    )
+    assert not (out / f"{name}.log").exists() and not (runs / name).exists()  # nothing trained, nothing collected
 
 
 def test_bad_arguments_are_named(tmp_path) -> None:
